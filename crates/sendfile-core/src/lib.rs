@@ -1,0 +1,206 @@
+//! Zero-copy file transfer through the kernel's `sendfile(2)` family.
+//!
+//! Everything that touches a syscall or differs between operating systems lives in this crate;
+//! the Node.js binding only converts values and schedules work. A transfer is a [`Transfer`]
+//! driven one [`Transfer::step`] at a time, so the same loop serves a blocking caller
+//! ([`Transfer::run_blocking`]) and an event loop that waits for writability between steps.
+
+mod platform;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+
+pub use nix::errno::Errno;
+
+/// The most bytes one `sendfile(2)` call moves on Linux (`MAX_RW_COUNT`, see sendfile(2) NOTES);
+/// larger requests are split into calls of at most this size.
+pub const MAX_SENDFILE_CHUNK: u64 = 0x7fff_f000;
+
+/// Where a transfer reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+  /// Read from the source's file position and advance it, like `read(2)`.
+  Current,
+  /// Read from this byte offset and leave the source's file position alone, like `pread(2)`.
+  At(u64),
+}
+
+/// What one step of a transfer did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+  /// This many bytes (more than zero) went out.
+  Sent(u64),
+  /// The requested range is complete, or the source is at end of file.
+  Finished,
+  /// The destination is non-blocking and full (`EAGAIN`); nothing went out.
+  WouldBlock,
+}
+
+/// The result of a transfer that may stop early: the bytes that went out, and why it stopped
+/// if it stopped before the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+  pub bytes_sent: u64,
+  pub error: Option<Errno>,
+}
+
+/// One transfer of a byte range from a file to a socket, pipe or file.
+#[derive(Clone, Debug)]
+pub struct Transfer {
+  /// The next offset to read, or `None` to use (and advance) the source's file position.
+  offset: Option<i64>,
+  /// Bytes still wanted, or `None` for "until end of file".
+  remaining: Option<u64>,
+  bytes_sent: u64,
+}
+
+impl Transfer {
+  /// A transfer of `count` bytes from `position`; `count == 0` means "until end of file", as in
+  /// the classic `sendfile(sock, file, 0, 0)` (the BSD convention, applied on every OS).
+  ///
+  /// Offsets above `i64::MAX` cannot name a byte of any file; they are clamped there so the
+  /// kernel answers them the way it answers any offset past end of file.
+  pub fn new(position: Position, count: u64) -> Self {
+    let offset = match position {
+      Position::Current => None,
+      Position::At(offset) => Some(i64::try_from(offset).unwrap_or(i64::MAX)),
+    };
+    Transfer {
+      offset,
+      remaining: (count > 0).then_some(count),
+      bytes_sent: 0,
+    }
+  }
+
+  /// Bytes sent so far.
+  pub fn bytes_sent(&self) -> u64 {
+    self.bytes_sent
+  }
+
+  /// One `sendfile(2)` call of at most `max_chunk` bytes (and at most [`MAX_SENDFILE_CHUNK`]).
+  /// `EINTR` is retried; `EAGAIN` becomes [`Step::WouldBlock`].
+  pub fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> Result<Step, Errno> {
+    let wanted = self
+      .remaining
+      .unwrap_or(u64::MAX)
+      .min(max_chunk.max(1))
+      .min(MAX_SENDFILE_CHUNK);
+    if wanted == 0 {
+      return Ok(Step::Finished);
+    }
+    loop {
+      // `wanted` is at most MAX_SENDFILE_CHUNK, so it fits usize on every target.
+      match platform::sendfile(out, input, self.offset.as_mut(), wanted as usize) {
+        Ok(0) => return Ok(Step::Finished),
+        Ok(sent) => {
+          let sent = sent as u64;
+          self.bytes_sent += sent;
+          if let Some(remaining) = self.remaining.as_mut() {
+            *remaining = remaining.saturating_sub(sent);
+          }
+          return Ok(Step::Sent(sent));
+        }
+        Err(Errno::EINTR) => continue,
+        Err(Errno::EAGAIN) => return Ok(Step::WouldBlock),
+        Err(error @ (Errno::EINVAL | Errno::EOVERFLOW)) => {
+          return if self.offset_is_past_end(input) {
+            Ok(Step::Finished)
+          } else {
+            Err(error)
+          };
+        }
+        Err(error) => return Err(error),
+      }
+    }
+  }
+
+  /// Linux refuses offsets near the filesystem's size limit (`EOVERFLOW`) or whose end would
+  /// overflow `loff_t` (`EINVAL`) instead of reading nothing; an offset past the end of the
+  /// file reads nothing, as `pread(2)` does, whatever its size.
+  fn offset_is_past_end(&self, input: BorrowedFd<'_>) -> bool {
+    let Some(offset) = self.offset else {
+      return false;
+    };
+    nix::sys::stat::fstat(input).is_ok_and(|stat| offset >= stat.st_size)
+  }
+
+  /// Runs the transfer to its end on the calling thread, with `write(2)` semantics for what
+  /// stops it early: when some bytes went out before `EAGAIN` (a full non-blocking destination)
+  /// or another error, the outcome is that short count and the error recurs on the next call;
+  /// only an error before the first byte is reported as an error.
+  pub fn run_blocking(&mut self, out: BorrowedFd<'_>, input: BorrowedFd<'_>) -> Outcome {
+    let started_at = self.bytes_sent;
+    let error = loop {
+      match self.step(out, input, MAX_SENDFILE_CHUNK) {
+        Ok(Step::Sent(_)) => continue,
+        Ok(Step::Finished) => break None,
+        Ok(Step::WouldBlock) => break Some(Errno::EAGAIN),
+        Err(error) => break Some(error),
+      }
+    };
+    let bytes_sent = self.bytes_sent - started_at;
+    Outcome {
+      bytes_sent,
+      error: if bytes_sent > 0 { None } else { error },
+    }
+  }
+}
+
+/// Borrows a descriptor number handed in from outside Rust.
+///
+/// Negative numbers are answered with `EBADF` here, because `BorrowedFd` cannot hold `-1`;
+/// any other closed number is answered with `EBADF` by the kernel on first use.
+pub fn borrow_raw_fd<'fd>(fd: RawFd) -> Result<BorrowedFd<'fd>, Errno> {
+  if fd < 0 {
+    return Err(Errno::EBADF);
+  }
+  // SAFETY: the number is not -1; if it is not open, every syscall on it fails with EBADF and
+  // nothing else happens. The caller keeps it open for as long as it uses the borrow.
+  Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// A private, close-on-exec duplicate of `fd`, so that a transfer outliving the caller's
+/// synchronous call keeps writing to the same open file even if the caller's descriptor
+/// number is closed and handed to something else meanwhile (dup(2)).
+pub fn duplicate(fd: RawFd) -> Result<OwnedFd, Errno> {
+  let borrowed = borrow_raw_fd(fd)?;
+  borrowed
+    .try_clone_to_owned()
+    .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(Errno::EBADF as i32)))
+}
+
+/// How a caller should wait on a destination between steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+  /// A non-blocking socket or pipe: `sendfile` answers `EAGAIN` when it is full, and readiness
+  /// can be awaited with epoll/kqueue.
+  Readiness,
+  /// Anything else (a regular file, a blocking socket): each call blocks until it is done,
+  /// so it belongs on a thread that may block.
+  Blocking,
+}
+
+/// Chooses how to wait on `out`. Regular files cannot be polled (epoll_ctl answers `EPERM`),
+/// and a blocking socket never answers `EAGAIN`; both are driven on a blocking thread.
+pub fn wait_strategy(out: impl AsFd) -> Result<WaitStrategy, Errno> {
+  use nix::fcntl::{fcntl, FcntlArg, OFlag};
+  use nix::sys::stat::{fstat, SFlag};
+
+  let out = out.as_fd();
+  let kind = SFlag::from_bits_truncate(fstat(out)?.st_mode) & SFlag::S_IFMT;
+  let pollable = kind == SFlag::S_IFSOCK || kind == SFlag::S_IFIFO;
+  let non_blocking =
+    OFlag::from_bits_truncate(fcntl(out, FcntlArg::F_GETFL)?).contains(OFlag::O_NONBLOCK);
+  Ok(if pollable && non_blocking {
+    WaitStrategy::Readiness
+  } else {
+    WaitStrategy::Blocking
+  })
+}
+
+#[cfg(test)]
+mod tests;

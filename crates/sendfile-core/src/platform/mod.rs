@@ -1,0 +1,93 @@
+//! The one place where operating systems differ. Each module exports
+//! `sendfile(out, input, offset, count) -> Result<usize, Errno>` with Linux semantics:
+//! `offset: None` reads from and advances the file position, `Some` reads from there and
+//! advances only the given offset; `Ok(0)` means end of file; bytes that went out are always
+//! reported as `Ok`, even when the call also failed (the error recurs on the next call).
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use linux::sendfile;
+
+#[cfg(any(
+  target_os = "macos",
+  target_os = "ios",
+  target_os = "freebsd",
+  target_os = "dragonfly"
+))]
+mod bsd;
+#[cfg(any(
+  target_os = "macos",
+  target_os = "ios",
+  target_os = "freebsd",
+  target_os = "dragonfly"
+))]
+pub(crate) use bsd::sendfile;
+
+#[cfg(not(any(
+  target_os = "linux",
+  target_os = "android",
+  target_os = "macos",
+  target_os = "ios",
+  target_os = "freebsd",
+  target_os = "dragonfly"
+)))]
+mod portable;
+#[cfg(not(any(
+  target_os = "linux",
+  target_os = "android",
+  target_os = "macos",
+  target_os = "ios",
+  target_os = "freebsd",
+  target_os = "dragonfly"
+)))]
+pub(crate) use portable::sendfile;
+
+/// A bounded `pread`/`write` copy for destinations that the platform's `sendfile` refuses
+/// (on BSD and macOS, anything that is not a stream socket). Not zero-copy, but the same
+/// semantics, so callers never see the difference.
+#[allow(dead_code)]
+pub(crate) mod bounce {
+  use nix::errno::Errno;
+  use std::os::fd::BorrowedFd;
+
+  const BOUNCE_BUFFER: usize = 64 * 1024;
+
+  pub(crate) fn copy(
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    offset: Option<&mut i64>,
+    count: usize,
+  ) -> Result<usize, Errno> {
+    let mut buffer = vec![0u8; count.min(BOUNCE_BUFFER)];
+    let read = match offset.as_deref() {
+      Some(&at) => nix::sys::uio::pread(input, &mut buffer, at)?,
+      None => nix::unistd::read(input, &mut buffer)?,
+    };
+    if read == 0 {
+      return Ok(0);
+    }
+    let written = match nix::unistd::write(out, &buffer[..read]) {
+      Ok(written) => written,
+      Err(error) => {
+        rewind_unsent(input, offset.is_none(), read)?;
+        return Err(error);
+      }
+    };
+    if written < read {
+      rewind_unsent(input, offset.is_none(), read - written)?;
+    }
+    if let Some(at) = offset {
+      *at += written as i64;
+    }
+    Ok(written)
+  }
+
+  /// Bytes read but not written must be read again next time: step the file position back.
+  fn rewind_unsent(input: BorrowedFd<'_>, used_position: bool, unsent: usize) -> Result<(), Errno> {
+    if used_position {
+      nix::unistd::lseek(input, -(unsent as i64), nix::unistd::Whence::SeekCur)?;
+    }
+    Ok(())
+  }
+}

@@ -1,0 +1,245 @@
+use super::*;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::unistd::{lseek, pipe, Whence};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+/// A file in a fresh temporary directory, removed when dropped.
+struct Fixture {
+  path: PathBuf,
+  file: File,
+}
+
+impl Fixture {
+  fn new(name: &str, contents: &[u8]) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("sendfile-core-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("source");
+    std::fs::write(&path, contents).expect("write fixture");
+    let file = File::open(&path).expect("open fixture");
+    Fixture { path, file }
+  }
+}
+
+impl Drop for Fixture {
+  fn drop(&mut self) {
+    if let Some(dir) = self.path.parent() {
+      let _ = std::fs::remove_dir_all(dir);
+    }
+  }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+  (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn drain(mut reader: File) -> Vec<u8> {
+  let mut received = Vec::new();
+  reader.read_to_end(&mut received).expect("read pipe");
+  received
+}
+
+#[test]
+fn whole_file_to_a_pipe_with_count_zero() {
+  let contents = pattern(100_000);
+  let source = Fixture::new("whole", &contents);
+  let (reader, writer) = pipe().expect("pipe");
+  let reader_thread = std::thread::spawn(move || drain(File::from(reader)));
+  let outcome = Transfer::new(Position::At(0), 0).run_blocking(writer.as_fd(), source.file.as_fd());
+  drop(writer);
+  assert_eq!(
+    outcome,
+    Outcome {
+      bytes_sent: 100_000,
+      error: None
+    }
+  );
+  assert_eq!(reader_thread.join().expect("reader"), contents);
+}
+
+#[test]
+fn explicit_offset_leaves_the_file_position_alone() {
+  let contents = pattern(10_000);
+  let source = Fixture::new("offset", &contents);
+  let (reader, writer) = pipe().expect("pipe");
+  let outcome =
+    Transfer::new(Position::At(1_000), 500).run_blocking(writer.as_fd(), source.file.as_fd());
+  drop(writer);
+  assert_eq!(outcome.bytes_sent, 500);
+  assert_eq!(drain(File::from(reader)), contents[1_000..1_500]);
+  assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(0));
+}
+
+#[test]
+fn current_position_is_read_and_advanced() {
+  let contents = pattern(10_000);
+  let source = Fixture::new("current", &contents);
+  lseek(source.file.as_fd(), 2_000, Whence::SeekSet).expect("seek");
+  let (reader, writer) = pipe().expect("pipe");
+  let outcome =
+    Transfer::new(Position::Current, 3_000).run_blocking(writer.as_fd(), source.file.as_fd());
+  drop(writer);
+  assert_eq!(outcome.bytes_sent, 3_000);
+  assert_eq!(drain(File::from(reader)), contents[2_000..5_000]);
+  assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(5_000));
+}
+
+#[test]
+fn offsets_at_and_past_end_of_file_send_nothing() {
+  let source = Fixture::new("eof", &pattern(64));
+  let (_reader, writer) = pipe().expect("pipe");
+  for offset in [64, 65, 1 << 40, (1 << 53) - 1, i64::MAX as u64, u64::MAX] {
+    let outcome =
+      Transfer::new(Position::At(offset), 10).run_blocking(writer.as_fd(), source.file.as_fd());
+    assert_eq!(
+      outcome,
+      Outcome {
+        bytes_sent: 0,
+        error: None
+      },
+      "offset {offset}"
+    );
+  }
+}
+
+#[test]
+fn a_full_non_blocking_socket_gives_a_short_count_then_eagain() {
+  let contents = pattern(8 << 20);
+  let source = Fixture::new("nonblocking", &contents);
+  let (ours, peer) = socketpair(
+    AddressFamily::Unix,
+    SockType::Stream,
+    None,
+    SockFlag::SOCK_NONBLOCK,
+  )
+  .expect("socketpair");
+  let mut transfer = Transfer::new(Position::At(0), 0);
+  let first = transfer.run_blocking(ours.as_fd(), source.file.as_fd());
+  assert!(
+    first.error.is_none() && first.bytes_sent > 0 && first.bytes_sent < contents.len() as u64,
+    "{first:?}"
+  );
+  let second = transfer.run_blocking(ours.as_fd(), source.file.as_fd());
+  assert_eq!(
+    second,
+    Outcome {
+      bytes_sent: 0,
+      error: Some(Errno::EAGAIN)
+    }
+  );
+  assert_eq!(
+    transfer.step(ours.as_fd(), source.file.as_fd(), 4096),
+    Ok(Step::WouldBlock)
+  );
+  // The fd's flags are never touched.
+  let flags = OFlag::from_bits_truncate(fcntl(ours.as_fd(), FcntlArg::F_GETFL).expect("getfl"));
+  assert!(flags.contains(OFlag::O_NONBLOCK));
+  let mut received = vec![0u8; first.bytes_sent as usize];
+  let mut peer = File::from(peer);
+  fcntl(peer.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("make peer blocking");
+  peer.read_exact(&mut received).expect("read what was sent");
+  assert_eq!(received, contents[..first.bytes_sent as usize]);
+}
+
+#[test]
+fn step_honours_the_chunk_cap_and_reports_bytes() {
+  let contents = pattern(10_000);
+  let source = Fixture::new("chunk", &contents);
+  let (reader, writer) = pipe().expect("pipe");
+  let mut transfer = Transfer::new(Position::At(0), 0);
+  assert_eq!(
+    transfer.step(writer.as_fd(), source.file.as_fd(), 4_000),
+    Ok(Step::Sent(4_000))
+  );
+  assert_eq!(
+    transfer.step(writer.as_fd(), source.file.as_fd(), 4_000),
+    Ok(Step::Sent(4_000))
+  );
+  assert_eq!(
+    transfer.step(writer.as_fd(), source.file.as_fd(), 4_000),
+    Ok(Step::Sent(2_000))
+  );
+  assert_eq!(
+    transfer.step(writer.as_fd(), source.file.as_fd(), 4_000),
+    Ok(Step::Finished)
+  );
+  assert_eq!(transfer.bytes_sent(), 10_000);
+  drop(writer);
+  assert_eq!(drain(File::from(reader)), contents);
+}
+
+#[test]
+fn file_to_file_past_four_gibibytes() {
+  let source = Fixture::new("sparse", b"");
+  let marker = b"marker above 2^32";
+  let at = (1u64 << 32) + 12_345;
+  {
+    let mut file = std::fs::OpenOptions::new()
+      .write(true)
+      .open(&source.path)
+      .expect("open for write");
+    file.set_len(at + 4096).expect("ftruncate");
+    nix::sys::uio::pwrite(file.as_fd(), marker, at as i64).expect("pwrite marker");
+    file.flush().expect("flush");
+  }
+  let destination = source.path.with_file_name("destination");
+  let out = File::create(&destination).expect("create destination");
+  let outcome =
+    Transfer::new(Position::At(at - 10), 100).run_blocking(out.as_fd(), source.file.as_fd());
+  assert_eq!(
+    outcome,
+    Outcome {
+      bytes_sent: 100,
+      error: None
+    }
+  );
+  let copied = std::fs::read(&destination).expect("read destination");
+  assert_eq!(&copied[10..10 + marker.len()], marker);
+  assert!(copied[..10].iter().all(|&byte| byte == 0));
+}
+
+#[test]
+fn errors_before_any_byte_are_reported() {
+  let source = Fixture::new("errors", &pattern(10));
+  let (reader, writer) = pipe().expect("pipe");
+  assert_eq!(borrow_raw_fd(-1).err(), Some(Errno::EBADF));
+  // Reading from a pipe: sendfile needs an mmap-able (seekable) source.
+  let outcome = Transfer::new(Position::At(0), 10).run_blocking(writer.as_fd(), reader.as_fd());
+  assert_eq!(outcome.bytes_sent, 0);
+  assert!(
+    matches!(outcome.error, Some(Errno::EINVAL) | Some(Errno::ESPIPE)),
+    "{outcome:?}"
+  );
+  // A read-only file is no destination.
+  let outcome =
+    Transfer::new(Position::At(0), 10).run_blocking(source.file.as_fd(), source.file.as_fd());
+  assert_eq!(outcome.error, Some(Errno::EBADF));
+  assert_eq!(duplicate(-5).err(), Some(Errno::EBADF));
+}
+
+#[test]
+fn wait_strategy_tells_sockets_from_files() {
+  let source = Fixture::new("strategy", &pattern(10));
+  let (ours, _peer) = socketpair(
+    AddressFamily::Unix,
+    SockType::Stream,
+    None,
+    SockFlag::SOCK_NONBLOCK,
+  )
+  .expect("socketpair");
+  assert_eq!(wait_strategy(&ours), Ok(WaitStrategy::Readiness));
+  let (blocking, _peer2) = socketpair(
+    AddressFamily::Unix,
+    SockType::Stream,
+    None,
+    SockFlag::empty(),
+  )
+  .expect("socketpair");
+  assert_eq!(wait_strategy(&blocking), Ok(WaitStrategy::Blocking));
+  assert_eq!(wait_strategy(&source.file), Ok(WaitStrategy::Blocking));
+  let copy = duplicate(std::os::fd::AsRawFd::as_raw_fd(&ours)).expect("dup");
+  assert_eq!(wait_strategy(&copy), Ok(WaitStrategy::Readiness));
+}
