@@ -5,7 +5,10 @@
 //! driven one [`Transfer::step`] at a time, so the same loop serves a blocking caller
 //! ([`Transfer::run_blocking`]) and an event loop that waits for writability between steps.
 
+mod copy;
 mod platform;
+
+pub use copy::{CopyMethod, FileCopy};
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 

@@ -5,7 +5,7 @@
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use sendfile_core::{Errno, Position, Step, Transfer, WaitStrategy};
+use sendfile_core::{CopyMethod, Errno, FileCopy, Position, Step, Transfer, WaitStrategy};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -36,19 +36,76 @@ pub fn sendfile_sync(out_fd: i32, in_fd: i32, offset: i64, count_: i64) -> i64 {
   }
 }
 
-/// How an async transfer ended: `errno` is 0 on success, `ECANCELED` after `cancel()`.
+/// How a transfer ended: `errno` is 0 on success, `ECANCELED` after `cancel()`; `method` is
+/// the kernel mechanism that moved the bytes (`sendfile`, `copy_file_range`, `read_write`).
 #[napi(object)]
 pub struct NativeOutcome {
   pub bytes_sent: i64,
   pub errno: i32,
+  pub method: String,
 }
 
 impl NativeOutcome {
-  fn new(bytes_sent: u64, error: Option<Errno>) -> Self {
+  fn new(bytes_sent: u64, error: Option<Errno>, method: &str) -> Self {
     NativeOutcome {
       bytes_sent: bytes_sent as i64,
       errno: error.map_or(0, |errno| errno as i32),
+      method: method.to_owned(),
     }
+  }
+}
+
+/// What the async driver needs from a transfer or a copy: one bounded step at a time.
+trait Stepwise: Send + 'static {
+  fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> std::result::Result<Step, Errno>;
+  fn bytes_done(&self) -> u64;
+  fn method(&self) -> &'static str;
+}
+
+impl Stepwise for Transfer {
+  fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> std::result::Result<Step, Errno> {
+    Transfer::step(self, out, input, max_chunk)
+  }
+  fn bytes_done(&self) -> u64 {
+    self.bytes_sent()
+  }
+  fn method(&self) -> &'static str {
+    "sendfile"
+  }
+}
+
+impl Stepwise for FileCopy {
+  fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> std::result::Result<Step, Errno> {
+    FileCopy::step(self, out, input, max_chunk)
+  }
+  fn bytes_done(&self) -> u64 {
+    self.bytes_copied()
+  }
+  fn method(&self) -> &'static str {
+    copy_method_name(FileCopy::method(self))
+  }
+}
+
+fn copy_method_name(method: CopyMethod) -> &'static str {
+  match method {
+    CopyMethod::CopyFileRange => "copy_file_range",
+    CopyMethod::Sendfile => "sendfile",
+    CopyMethod::ReadWrite => "read_write",
   }
 }
 
@@ -78,33 +135,73 @@ impl TransferControl {
 /// promise, not its progress callback, is what keeps the process alive.
 type ProgressCallback = ThreadsafeFunction<f64, (), f64, Status, false, true>;
 
-struct Job {
+struct Job<S: Stepwise> {
   input: OwnedFd,
-  transfer: Transfer,
+  transfer: S,
   max_chunk: u64,
   token: CancellationToken,
   progress: Option<ProgressCallback>,
+  reported: u64,
 }
 
-impl Job {
-  fn report(&self) {
+impl<S: Stepwise> Job<S> {
+  fn new(
+    input: OwnedFd,
+    transfer: S,
+    max_chunk: i64,
+    control: &TransferControl,
+    progress: Option<ProgressCallback>,
+  ) -> Self {
+    Job {
+      input,
+      transfer,
+      max_chunk: u64::try_from(max_chunk).unwrap_or(1).max(1),
+      token: control.token.clone(),
+      progress,
+      reported: 0,
+    }
+  }
+
+  /// Tells JS how far the transfer got, at most once per chunk (and whenever it is about to
+  /// wait), without waiting for JS.
+  fn report(&mut self, before_waiting: bool) {
+    let done = self.transfer.bytes_done();
+    if done == self.reported || (!before_waiting && done - self.reported < self.max_chunk) {
+      return;
+    }
+    self.reported = done;
     if let Some(progress) = &self.progress {
-      progress.call(
-        self.transfer.bytes_sent() as f64,
-        ThreadsafeFunctionCallMode::NonBlocking,
-      );
+      progress.call(done as f64, ThreadsafeFunctionCallMode::NonBlocking);
     }
   }
 
   fn finish(&self, error: Option<Errno>) -> NativeOutcome {
-    NativeOutcome::new(self.transfer.bytes_sent(), error)
+    NativeOutcome::new(self.transfer.bytes_done(), error, self.transfer.method())
+  }
+}
+
+/// Duplicates both fds, so that the caller closing its numbers (and their reuse) can never
+/// redirect a byte, then runs the job on the tokio runtime.
+fn start_job<'env, S: Stepwise>(
+  env: &'env Env,
+  out_fd: i32,
+  in_fd: i32,
+  make_job: impl FnOnce(OwnedFd) -> Job<S>,
+) -> Result<PromiseRaw<'env, NativeOutcome>> {
+  let fds =
+    sendfile_core::duplicate(out_fd).and_then(|out| Ok((out, sendfile_core::duplicate(in_fd)?)));
+  match fds {
+    Ok((out, input)) => {
+      let job = make_job(input);
+      env.spawn_future(async move { Ok(run(out, job).await) })
+    }
+    Err(errno) => env.spawn_future(async move { Ok(NativeOutcome::new(0, Some(errno), "none")) }),
   }
 }
 
 /// Sends a whole range (or up to end of file) without blocking a libuv thread: a non-blocking
 /// socket or pipe is awaited with tokio's `AsyncFd` (epoll/kqueue) between `EAGAIN`s; anything
-/// else runs on tokio's blocking pool. The fds are duplicated before this returns, so closing
-/// the caller's numbers (and their reuse) can never redirect a byte.
+/// else runs on tokio's blocking pool.
 #[napi(
   js_name = "sendfileAsync",
   ts_return_type = "Promise<NativeOutcome>",
@@ -123,39 +220,94 @@ pub fn sendfile_async<'env>(
     ProgressCallback,
   >,
 ) -> Result<PromiseRaw<'env, NativeOutcome>> {
-  let fds =
-    sendfile_core::duplicate(out_fd).and_then(|out| Ok((out, sendfile_core::duplicate(in_fd)?)));
-  let (out, input) = match fds {
-    Ok(fds) => fds,
-    Err(errno) => return env.spawn_future(async move { Ok(NativeOutcome::new(0, Some(errno))) }),
-  };
-  let job = Job {
-    input,
-    transfer: Transfer::new(position(offset), count(count_)),
-    max_chunk: u64::try_from(max_chunk).unwrap_or(1).max(1),
-    token: control.token.clone(),
-    progress: on_progress,
-  };
-  env.spawn_future(async move { Ok(run(out, job).await) })
+  let transfer = Transfer::new(position(offset), count(count_));
+  start_job(env, out_fd, in_fd, |input| {
+    Job::new(input, transfer, max_chunk, control, on_progress)
+  })
 }
 
-async fn run(out: OwnedFd, job: Job) -> NativeOutcome {
+/// Copies `count` bytes (0: to end of file) from `sourceOffset` of one file to
+/// `destinationOffset` of another, on the calling thread. Neither file position moves unless
+/// `mayMoveDestinationPosition` (then `sendfile` may serve when `copy_file_range` cannot).
+#[napi(js_name = "copyRangeSync", catch_unwind)]
+pub fn copy_range_sync(
+  destination_fd: i32,
+  source_fd: i32,
+  source_offset: i64,
+  destination_offset: i64,
+  count_: i64,
+  may_move_destination_position: bool,
+) -> NativeOutcome {
+  let mut copy = FileCopy::new(
+    count(source_offset),
+    count(destination_offset),
+    count(count_),
+    may_move_destination_position,
+  );
+  let fds = sendfile_core::borrow_raw_fd(destination_fd)
+    .and_then(|out| Ok((out, sendfile_core::borrow_raw_fd(source_fd)?)));
+  match fds {
+    Ok((destination, source)) => {
+      let outcome = copy.run_blocking(destination, source);
+      NativeOutcome::new(
+        outcome.bytes_sent,
+        outcome.error,
+        copy_method_name(copy.method()),
+      )
+    }
+    Err(errno) => NativeOutcome::new(0, Some(errno), "none"),
+  }
+}
+
+/// [`copy_range_sync`] on tokio's blocking pool, with cancellation and progress.
+#[napi(
+  js_name = "copyRangeAsync",
+  ts_return_type = "Promise<NativeOutcome>",
+  catch_unwind
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn copy_range_async<'env>(
+  env: &'env Env,
+  destination_fd: i32,
+  source_fd: i32,
+  source_offset: i64,
+  destination_offset: i64,
+  count_: i64,
+  may_move_destination_position: bool,
+  max_chunk: i64,
+  control: &TransferControl,
+  #[napi(ts_arg_type = "((bytesCopied: number) => void) | undefined | null")] on_progress: Option<
+    ProgressCallback,
+  >,
+) -> Result<PromiseRaw<'env, NativeOutcome>> {
+  let copy = FileCopy::new(
+    count(source_offset),
+    count(destination_offset),
+    count(count_),
+    may_move_destination_position,
+  );
+  start_job(env, destination_fd, source_fd, |input| {
+    Job::new(input, copy, max_chunk, control, on_progress)
+  })
+}
+
+async fn run<S: Stepwise>(out: OwnedFd, job: Job<S>) -> NativeOutcome {
   match sendfile_core::wait_strategy(&out) {
     Ok(WaitStrategy::Readiness) => run_ready(out, job).await,
     Ok(WaitStrategy::Blocking) => {
       let token = job.token.clone();
       let blocking = tokio::task::spawn_blocking(move || run_blocking(out, job));
       tokio::select! {
-        finished = blocking => finished.unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO))),
+        finished = blocking => finished.unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")),
         // The blocking thread stops before its next chunk; the caller learns of the cancel now.
-        _ = token.cancelled() => NativeOutcome::new(0, Some(Errno::ECANCELED)),
+        _ = token.cancelled() => NativeOutcome::new(0, Some(Errno::ECANCELED), "none"),
       }
     }
     Err(errno) => job.finish(Some(errno)),
   }
 }
 
-fn run_blocking(out: OwnedFd, mut job: Job) -> NativeOutcome {
+fn run_blocking<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome {
   loop {
     if job.token.is_cancelled() {
       return job.finish(Some(Errno::ECANCELED));
@@ -164,7 +316,7 @@ fn run_blocking(out: OwnedFd, mut job: Job) -> NativeOutcome {
       .transfer
       .step(out.as_fd(), job.input.as_fd(), job.max_chunk)
     {
-      Ok(Step::Sent(_)) => job.report(),
+      Ok(Step::Sent(_)) => job.report(false),
       Ok(Step::Finished) => return job.finish(None),
       // A blocking destination answered EAGAIN (SO_SNDTIMEO expired, or O_NONBLOCK was set
       // since we looked): try again shortly rather than spin.
@@ -190,7 +342,7 @@ impl Destination {
   }
 }
 
-async fn run_ready(out: OwnedFd, mut job: Job) -> NativeOutcome {
+async fn run_ready<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome {
   let mut out = Destination::Plain(out);
   let mut since_yield = 0u64;
   loop {
@@ -202,7 +354,7 @@ async fn run_ready(out: OwnedFd, mut job: Job) -> NativeOutcome {
       .step(out.fd(), job.input.as_fd(), job.max_chunk)
     {
       Ok(Step::Sent(sent)) => {
-        job.report();
+        job.report(false);
         since_yield += sent;
         // Like nginx's sendfile_max_chunk: one fast peer must not starve the others.
         if since_yield >= job.max_chunk {
@@ -214,6 +366,7 @@ async fn run_ready(out: OwnedFd, mut job: Job) -> NativeOutcome {
       Err(errno) => return job.finish(Some(errno)),
       Ok(Step::WouldBlock) => {
         since_yield = 0;
+        job.report(true);
         if let Destination::Plain(fd) = out {
           // SAFETY: the OwnedFd is ours alone and is neither replaced nor closed while the
           // AsyncFd owns it; dropping the AsyncFd deregisters it before closing it.

@@ -43,6 +43,36 @@ mod portable;
 )))]
 pub(crate) use portable::sendfile;
 
+/// `copy_file_range(2)`: Linux 4.5+ and FreeBSD 13+; elsewhere `ENOSYS`, which makes callers
+/// move on to the next method.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub(crate) fn copy_file_range(
+  source: std::os::fd::BorrowedFd<'_>,
+  source_offset: &mut i64,
+  destination: std::os::fd::BorrowedFd<'_>,
+  destination_offset: &mut i64,
+  count: usize,
+) -> Result<usize, nix::errno::Errno> {
+  nix::fcntl::copy_file_range(
+    source,
+    Some(source_offset),
+    destination,
+    Some(destination_offset),
+    count,
+  )
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub(crate) fn copy_file_range(
+  _source: std::os::fd::BorrowedFd<'_>,
+  _source_offset: &mut i64,
+  _destination: std::os::fd::BorrowedFd<'_>,
+  _destination_offset: &mut i64,
+  _count: usize,
+) -> Result<usize, nix::errno::Errno> {
+  Err(nix::errno::Errno::ENOSYS)
+}
+
 /// A bounded `pread`/`write` copy for destinations that the platform's `sendfile` refuses
 /// (on BSD and macOS, anything that is not a stream socket). Not zero-copy, but the same
 /// semantics, so callers never see the difference.
