@@ -1,0 +1,144 @@
+/**
+ * A stranger's project: the packed tarballs installed into a fresh directory with no path back
+ * to this repository, used through require, import and tsc, with and without the platform
+ * package.
+ */
+import test, { type ExecutionContext } from 'ava'
+import { execFile } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+const root = path.join(__dirname, '..')
+const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version: string }> }
+const versionOf = (name: string) => lock.packages[`node_modules/${name}`].version
+
+const NPM_QUIET = ['--no-audit', '--no-fund', '--loglevel=error']
+
+async function pack(t: ExecutionContext, dir: string, into: string): Promise<string> {
+  const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', into, ...NPM_QUIET], { cwd: dir })
+  const [{ filename }] = JSON.parse(stdout) as Array<{ filename: string }>
+  t.log(`packed ${filename}`)
+  return path.join(into, filename)
+}
+
+/** Packs the main package and, from a scratch copy of npm/linux-x64-gnu, the platform package. */
+async function packAll(t: ExecutionContext): Promise<{ main: string; platform: string; work: string }> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sendfile-pack-'))
+  t.teardown(() => fs.rmSync(work, { recursive: true, force: true }))
+  const main = await pack(t, root, work)
+  const platformDir = path.join(work, 'linux-x64-gnu')
+  fs.cpSync(path.join(root, 'npm', 'linux-x64-gnu'), platformDir, { recursive: true })
+  fs.copyFileSync(path.join(root, 'sendfile.linux-x64-gnu.node'), path.join(platformDir, 'sendfile.linux-x64-gnu.node'))
+  const platform = await pack(t, platformDir, work)
+  return { main, platform, work }
+}
+
+async function consumerProject(work: string, name: string, tarballs: string[], extra: string[] = []): Promise<string> {
+  const dir = path.join(work, name)
+  fs.mkdirSync(dir)
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true }))
+  await run('npm', ['install', '--prefer-offline', ...NPM_QUIET, ...tarballs, ...extra], { cwd: dir, timeout: 180_000 })
+  return dir
+}
+
+/** A real transfer through the installed package: a file over TCP and a file copy, with hashes. */
+const TRANSFER_SCRIPT = `
+const { sendFile, copyFile, isNative, transferChannel } = require('@zerocopy/sendfile')
+const crypto = require('node:crypto'), fs = require('node:fs'), net = require('node:net'), os = require('node:os'), path = require('node:path')
+const hash = (data) => crypto.createHash('sha256').update(data).digest('hex')
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consumer-'))
+const file = path.join(dir, 'data.bin')
+fs.writeFileSync(file, crypto.randomBytes(3 * 1024 * 1024 + 5))
+const methods = []
+transferChannel.subscribe((report) => methods.push(report.method))
+const server = net.createServer((socket) => {
+  const chunks = []
+  socket.on('data', (chunk) => chunks.push(chunk)).on('end', async () => {
+    server.close()
+    const copied = await copyFile(file, path.join(dir, 'copy.bin'))
+    const result = { isNative, received: hash(Buffer.concat(chunks)) === hash(fs.readFileSync(file)), copied: copied === fs.statSync(file).size && hash(fs.readFileSync(path.join(dir, 'copy.bin'))) === hash(fs.readFileSync(file)), methods }
+    fs.rmSync(dir, { recursive: true })
+    console.log(JSON.stringify(result))
+  })
+})
+server.listen(0, '127.0.0.1', () => {
+  const socket = net.connect(server.address().port, '127.0.0.1', async () => {
+    await sendFile(socket, file)
+    socket.end()
+  })
+})
+`
+
+const ESM_SCRIPT = `
+import * as esm from '@zerocopy/sendfile'
+import esmDefault, { sendFile, sendfile, sendfileSync, copyFile, copyFileSync, socketFd, transferChannel, isNative } from '@zerocopy/sendfile'
+import { createRequire } from 'node:module'
+const cjs = createRequire(import.meta.url)('@zerocopy/sendfile')
+const missing = Object.keys(cjs).filter((name) => !(name in esm))
+console.log(JSON.stringify({ missing, functions: [sendFile, sendfile, sendfileSync, copyFile, copyFileSync, socketFd].every((f) => typeof f === 'function'), channel: typeof transferChannel.subscribe, isNative, sameAsDefault: esmDefault.sendFile === sendFile }))
+`
+
+const TYPESCRIPT_CONSUMER = `
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import { copyFile, copyFileSync, isNative, nativeError, sendFile, sendfile, sendfileSync, socketFd, transferChannel, type CopyFileOptions, type SendFileOptions, type SystemError, type TransferReport } from '@zerocopy/sendfile'
+
+export async function useEverything(socket: net.Socket, handle: fs.promises.FileHandle): Promise<number> {
+  const options: SendFileOptions = { offset: 0, length: 10, signal: new AbortController().signal, onProgress: (sent: number, total: number) => void (sent + total), fallback: true }
+  const sent: number = await sendFile(socket, handle, options)
+  const more: number = await sendFile(socketFd(socket), new URL('file:///etc/hostname'))
+  const low: number = sendfileSync(socketFd(socket), handle.fd, null, 0) + (await sendfile(1, handle.fd))
+  const copyOptions: CopyFileOptions = { offset: 1, length: 2, destinationOffset: 3, mode: fs.constants.COPYFILE_EXCL }
+  const copied: number = (await copyFile('a', handle, copyOptions)) + copyFileSync('a', 'b', { mode: 0 })
+  transferChannel.subscribe((message) => {
+    const report = message as TransferReport
+    const method: 'sendfile' | 'copy_file_range' | 'read_write' | 'stream' | 'none' = report.method
+    void method
+  })
+  try {
+    sendfileSync(-1, 0)
+  } catch (error) {
+    const systemError = error as SystemError
+    void systemError.errno
+  }
+  void nativeError
+  return sent + more + low + copied + (isNative ? 1 : 0)
+}
+`
+
+test('the packed package installs in a fresh project and works through require, import and tsc, zero-copy', async (t) => {
+  const { main, platform, work } = await packAll(t)
+  const dir = await consumerProject(work, 'consumer-native', [main, platform], [`typescript@${versionOf('typescript')}`, `@types/node@${versionOf('@types/node')}`])
+  t.false(fs.readFileSync(path.join(dir, 'package.json'), 'utf8').includes(root), 'no path back to the repository')
+  t.false(fs.lstatSync(path.join(dir, 'node_modules', '@zerocopy', 'sendfile')).isSymbolicLink())
+
+  fs.writeFileSync(path.join(dir, 'transfer.cjs'), TRANSFER_SCRIPT)
+  const cjs = JSON.parse((await run(process.execPath, ['transfer.cjs'], { cwd: dir, timeout: 30_000 })).stdout)
+  t.deepEqual(cjs, { isNative: true, received: true, copied: true, methods: ['sendfile', 'copy_file_range'] })
+
+  fs.writeFileSync(path.join(dir, 'esm.mjs'), ESM_SCRIPT)
+  const esm = JSON.parse((await run(process.execPath, ['esm.mjs'], { cwd: dir, timeout: 30_000 })).stdout)
+  t.deepEqual(esm, { missing: [], functions: true, channel: 'function', isNative: true, sameAsDefault: true })
+
+  // consumer.ts resolves the package's "require" types (index.d.ts), consumer.mts its "import" types (index.d.mts).
+  fs.writeFileSync(path.join(dir, 'consumer.ts'), TYPESCRIPT_CONSUMER)
+  fs.writeFileSync(path.join(dir, 'consumer.mts'), TYPESCRIPT_CONSUMER)
+  const tsc = path.join(dir, 'node_modules', 'typescript', 'bin', 'tsc')
+  for (const file of ['consumer.ts', 'consumer.mts']) {
+    const args = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--target', 'es2022', file]
+    await t.notThrowsAsync(run(process.execPath, [tsc, ...args], { cwd: dir, timeout: 120_000 }), `tsc ${args.join(' ')}`)
+  }
+})
+
+test('without the platform package the installed package still works through the fallback and says it is not zero-copy', async (t) => {
+  const { main, work } = await packAll(t)
+  const dir = await consumerProject(work, 'consumer-fallback', [main])
+  fs.writeFileSync(path.join(dir, 'transfer.cjs'), TRANSFER_SCRIPT)
+  const { stdout, stderr } = await run(process.execPath, ['transfer.cjs'], { cwd: dir, timeout: 30_000 })
+  t.deepEqual(JSON.parse(stdout), { isNative: false, received: true, copied: true, methods: ['stream', 'stream'] })
+  const warnings = stderr.split('\n').filter((line) => line.includes('ZeroCopyWarning'))
+  t.is(warnings.length, 1, stderr)
+})

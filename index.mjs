@@ -1,0 +1,19 @@
+// ESM entry: the implementation is CommonJS (index.js, compiled from index.ts); this file
+// re-exports it by name so `import { sendFile } from '@zerocopy/sendfile'` works everywhere.
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const api = require('./index.js')
+
+export const {
+  sendfile,
+  sendfileSync,
+  sendFile,
+  copyFile,
+  copyFileSync,
+  socketFd,
+  transferChannel,
+  isNative,
+  nativeError,
+} = api
+export default api
