@@ -689,7 +689,8 @@ async function sendPlanned(
 ): Promise<number> {
   const total = rangeTotal(file.stats, job.range)
   const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total }
-  if (total === 0) return 0
+  // The native count 0 means "to end of file": an empty range must never reach it.
+  if (total === 0 || job.range.length === 0) return 0
   let reason = planSend(file, targetFd, target).fallbackReason
   if (reason === undefined) {
     const native = nativeBinding as NativeBinding
@@ -856,7 +857,8 @@ function gate(socket: net.Socket): SocketWriters {
     }
   }
   internals._destroy = function (error, callback) {
-    runningSends.get(this)?.(streamDestroyed())
+    // Destroyed with an error (a reset seen by the reader first): that error is the reason.
+    runningSends.get(this)?.(error ?? streamDestroyed())
     return originalDestroy.call(this, error, callback)
   }
   gatedSockets.set(socket, writers)
@@ -1106,6 +1108,8 @@ export function copyFile(source: string | URL | fs.promises.FileHandle | number,
       try {
         const total = rangeTotal(file.stats, job.range)
         const allHooks: TransferHooks = { ...hooks, total }
+        // The native count 0 means "to end of file": an empty range must never reach it.
+        if (total === 0 || job.range.length === 0) return 0
         if (nativeBinding === null) {
           warnNotZeroCopy()
           report.method = 'stream'
@@ -1152,6 +1156,7 @@ export function copyFileSync(source: string | URL | number, destination: string 
       const out = openDestinationSync(validated.destination, file, job)
       try {
         const total = rangeTotal(file.stats, job.range)
+        if (total === 0 || job.range.length === 0) return 0
         if (nativeBinding === null) {
           warnNotZeroCopy()
           report.method = 'stream'

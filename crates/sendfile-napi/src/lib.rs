@@ -294,15 +294,11 @@ pub fn copy_range_async<'env>(
 async fn run<S: Stepwise>(out: OwnedFd, job: Job<S>) -> NativeOutcome {
   match sendfile_core::wait_strategy(&out) {
     Ok(WaitStrategy::Readiness) => run_ready(out, job).await,
-    Ok(WaitStrategy::Blocking) => {
-      let token = job.token.clone();
-      let blocking = tokio::task::spawn_blocking(move || run_blocking(out, job));
-      tokio::select! {
-        finished = blocking => finished.unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")),
-        // The blocking thread stops before its next chunk; the caller learns of the cancel now.
-        _ = token.cancelled() => NativeOutcome::new(0, Some(Errno::ECANCELED), "none"),
-      }
-    }
+    // The blocking thread checks for a cancel before each chunk and reports what it copied,
+    // so a cancelled copy has stopped writing by the time its promise settles.
+    Ok(WaitStrategy::Blocking) => tokio::task::spawn_blocking(move || run_blocking(out, job))
+      .await
+      .unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")),
     Err(errno) => job.finish(Some(errno)),
   }
 }
