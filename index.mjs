@@ -15,5 +15,7 @@ export const {
   transferChannel,
   isNative,
   nativeError,
+  serveFile,
+  createStaticHandler,
 } = api
 export default api

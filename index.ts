@@ -513,6 +513,8 @@ interface TransferHooks {
   signal?: AbortSignal
   onProgress?: (bytes: number, total: number) => void
   total: number
+  /** Called whenever bytes moved (a socket re-arms its idle timer here). */
+  onMoved?: () => void
 }
 
 interface NativeResult {
@@ -546,12 +548,12 @@ class NativeRun {
   }
 
   async run(start: (control: Binding.TransferControl, onProgress: ((bytes: number) => void) | undefined) => Promise<Binding.NativeOutcome>, syscall: string, paths: { path?: string; dest?: string }): Promise<NativeResult> {
-    const { signal, onProgress } = this.hooks
+    const { signal, onProgress, onMoved } = this.hooks
     const onAbort = () => this.cancel(abortError(signal as AbortSignal))
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
       if (signal?.aborted) throw abortError(signal)
-      const outcome = await start(this.control, onProgress && ((bytes) => this.progress(bytes)))
+      const outcome = await start(this.control, onProgress || onMoved ? (bytes) => this.progress(bytes) : undefined)
       this.settled = true
       if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
       if (outcome.errno !== 0) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytesSent })
@@ -565,7 +567,9 @@ class NativeRun {
   }
 
   private progress(bytes: number, final = false): void {
-    if ((this.settled && !final) || bytes <= this.lastReported || this.hooks.onProgress === undefined) return
+    if (this.settled && !final) return
+    this.hooks.onMoved?.()
+    if (bytes <= this.lastReported || this.hooks.onProgress === undefined) return
     this.lastReported = bytes
     try {
       this.hooks.onProgress(bytes, this.hooks.total)
@@ -688,7 +692,7 @@ async function sendPlanned(
   streamFallback: (hooks: TransferHooks) => Promise<number>,
 ): Promise<number> {
   const total = rangeTotal(file.stats, job.range)
-  const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total }
+  const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: target instanceof net.Socket ? () => refreshIdleTimer(target) : undefined }
   // The native count 0 means "to end of file": an empty range must never reach it.
   if (total === 0 || job.range.length === 0) return 0
   let reason = planSend(file, targetFd, target).fallbackReason
@@ -863,6 +867,14 @@ function gate(socket: net.Socket): SocketWriters {
   }
   gatedSockets.set(socket, writers)
   return writers
+}
+
+/**
+ * Bytes the kernel sends bypass the stream, so the socket's `setTimeout` idle timer would
+ * fire on a transfer that is still moving; stream writes re-arm it through this same method.
+ */
+function refreshIdleTimer(socket: net.Socket): void {
+  ;(socket as unknown as { _unrefTimer?: () => void })._unrefTimer?.()
 }
 
 function streamDestroyed(): Error {
@@ -1205,3 +1217,8 @@ function copyRangeThroughBuffer(file: OpenedFile, destinationFd: number, job: Co
     copied += read
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP file responses (serveFile, createStaticHandler) live in http.ts, built on sendFile.
+
+export * from './http.js'

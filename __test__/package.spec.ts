@@ -74,17 +74,18 @@ server.listen(0, '127.0.0.1', () => {
 
 const ESM_SCRIPT = `
 import * as esm from '@zerocopy/sendfile'
-import esmDefault, { sendFile, sendfile, sendfileSync, copyFile, copyFileSync, socketFd, transferChannel, isNative } from '@zerocopy/sendfile'
+import esmDefault, { sendFile, sendfile, sendfileSync, copyFile, copyFileSync, socketFd, transferChannel, isNative, serveFile, createStaticHandler } from '@zerocopy/sendfile'
 import { createRequire } from 'node:module'
 const cjs = createRequire(import.meta.url)('@zerocopy/sendfile')
 const missing = Object.keys(cjs).filter((name) => !(name in esm))
-console.log(JSON.stringify({ missing, functions: [sendFile, sendfile, sendfileSync, copyFile, copyFileSync, socketFd].every((f) => typeof f === 'function'), channel: typeof transferChannel.subscribe, isNative, sameAsDefault: esmDefault.sendFile === sendFile }))
+console.log(JSON.stringify({ missing, functions: [sendFile, sendfile, sendfileSync, copyFile, copyFileSync, socketFd, serveFile, createStaticHandler].every((f) => typeof f === 'function'), channel: typeof transferChannel.subscribe, isNative, sameAsDefault: esmDefault.sendFile === sendFile }))
 `
 
 const TYPESCRIPT_CONSUMER = `
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import { copyFile, copyFileSync, isNative, nativeError, sendFile, sendfile, sendfileSync, socketFd, transferChannel, type CopyFileOptions, type SendFileOptions, type SystemError, type TransferReport } from '@zerocopy/sendfile'
+import * as http from 'node:http'
+import { copyFile, copyFileSync, createStaticHandler, isNative, nativeError, sendFile, sendfile, sendfileSync, serveFile, socketFd, transferChannel, type CopyFileOptions, type SendFileOptions, type ServeFileOptions, type StaticOptions, type SystemError, type TransferReport } from '@zerocopy/sendfile'
 
 export async function useEverything(socket: net.Socket, handle: fs.promises.FileHandle): Promise<number> {
   const options: SendFileOptions = { offset: 0, length: 10, signal: new AbortController().signal, onProgress: (sent: number, total: number) => void (sent + total), fallback: true }
@@ -105,6 +106,10 @@ export async function useEverything(socket: net.Socket, handle: fs.promises.File
     void systemError.errno
   }
   void nativeError
+  const serveOptions: ServeFileOptions = { maxAge: 60, immutable: true }
+  const staticOptions: StaticOptions = { ...serveOptions, index: 'index.html', dotfiles: 'ignore' }
+  const handler = createStaticHandler('.', staticOptions)
+  http.createServer(async (req, res) => (req.url === '/one' ? await serveFile(req, res, 'one.txt', serveOptions) : handler(req, res, () => res.end())))
   return sent + more + low + copied + (isNative ? 1 : 0)
 }
 `
