@@ -453,13 +453,20 @@ interface OpenedFile {
   closeSync(): void
 }
 
-/** What the kernel can splice from: a regular file. Sizes of 0 are re-checked by the kernel itself (/proc reports 0). */
+const REPORTS_SIZE_ZERO = 'the source reports size 0 (like /proc and /sys files): only read(2) finds its end'
+
+/** Why the kernel cannot send this source, or undefined when it can (a regular file with a size). */
 function whyNotSendable(stats: fs.Stats): string | undefined {
-  if (stats.isFile()) return undefined
+  if (stats.isFile()) return stats.size === 0 ? REPORTS_SIZE_ZERO : undefined
   if (stats.isFIFO()) return 'the source is a pipe'
   if (stats.isCharacterDevice()) return 'the source is a character device'
   if (stats.isSocket()) return 'the source is a socket'
   return 'the source is not a regular file'
+}
+
+async function isEmptyFrom(fd: number, offset: number): Promise<boolean> {
+  const { bytesRead } = await util.promisify(fs.read)(fd, Buffer.alloc(1), 0, 1, offset)
+  return bytesRead === 0
 }
 
 function isDirectoryError(stats: fs.Stats, syscall: string, file?: string): SystemError | undefined {
@@ -613,8 +620,13 @@ async function streamRange(file: OpenedFile, range: Range, hooks: TransferHooks,
       continue
     }
     if (signal?.aborted) throw attachBytes(abortError(signal), sent)
-    // The buffer is reused for the next read; the writer gets its own copy.
-    await write(Buffer.from(buffer.subarray(0, bytesRead)))
+    // The buffer is reused for the next read; the writer gets its own copy. A stalled peer
+    // must not hold an abort hostage: the wait for the write ends with the signal.
+    try {
+      await untilAborted(write(Buffer.from(buffer.subarray(0, bytesRead))), signal)
+    } catch (error) {
+      throw attachBytes(error, sent)
+    }
     position += bytesRead
     sent += bytesRead
     if (onProgress) {
@@ -626,6 +638,17 @@ async function streamRange(file: OpenedFile, range: Range, hooks: TransferHooks,
     }
   }
   return sent
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (with an AbortError, or the signal's reason when it is already an Error of ours). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, reason: (signal: AbortSignal) => unknown = abortError): Promise<T> {
+  if (signal === undefined) return promise
+  if (signal.aborted) return Promise.reject(reason(signal))
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(reason(signal))
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }
 
 /** Writes all of `chunk` to a raw fd, waiting out `EAGAIN` on a non-blocking socket or pipe. */
@@ -714,6 +737,8 @@ async function sendPlanned(
   report.reason = reason
   if (!job.fallback) {
     report.method = 'none'
+    // A truly empty file has nothing to send, zero-copy or not.
+    if (reason === REPORTS_SIZE_ZERO && (await isEmptyFrom(file.fd, job.range.offset))) return 0
     throw unsupportedBeforeAnyByte(reason)
   }
   report.method = 'stream'
@@ -861,8 +886,12 @@ function gate(socket: net.Socket): SocketWriters {
     }
   }
   internals._destroy = function (error, callback) {
-    // Destroyed with an error (a reset seen by the reader first): that error is the reason.
-    runningSends.get(this)?.(error ?? streamDestroyed())
+    const running = runningSends.get(this)
+    // Destroyed with an error (a reset that Node's reader saw first): that error is the reason.
+    running?.(error ?? streamDestroyed())
+    // A lost connection during a transfer is reported by the sendFile rejection alone, the same
+    // whether the reader or the kernel transfer noticed it first.
+    if (running !== undefined && isConnectionLost(error)) return originalDestroy.call(this, null, callback)
     return originalDestroy.call(this, error, callback)
   }
   gatedSockets.set(socket, writers)
@@ -936,6 +965,11 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
   const report = newReport('sendFile', socket)
   return reporting(report, async () => {
     let file: OpenedFile | undefined
+    // While the file goes out, a socket error (a reset seen by the reader, a failed write in the
+    // fallback) is reported by this promise: without a listener of its own it would crash the
+    // process of a caller that relies on the rejection.
+    const onSocketError = (error: Error) => runningSends.get(socket)?.(error)
+    socket.on('error', onSocketError)
     try {
       if (job.signal?.aborted) throw abortError(job.signal)
       await whenConnected(socket)
@@ -959,16 +993,20 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
       if (isConnectionLost(error)) socket.destroy()
       throw error
     } finally {
+      socket.off('error', onSocketError)
       runningSends.delete(socket)
       await file?.close()
     }
   })
 }
 
-/** Writes one chunk with the socket's own writer (encrypting it on a TLS socket), bypassing our queue. */
+/**
+ * Writes one chunk with the socket's own writer (encrypting it on a TLS socket), bypassing our
+ * queue. A write that never completes (the socket destroyed under it) ends with `cancelled`.
+ */
 function writeThrough(socket: net.Socket, writers: SocketWriters, chunk: Buffer, cancelled: AbortSignal): Promise<void> {
-  if (cancelled.aborted) return Promise.reject(cancelled.reason)
-  return new Promise((resolve, reject) => writers.write.call(socket, chunk, 'buffer' as BufferEncoding, (error) => (error ? reject(error) : resolve())))
+  const written = new Promise<void>((resolve, reject) => writers.write.call(socket, chunk, 'buffer' as BufferEncoding, (error) => (error ? reject(error) : resolve())))
+  return untilAborted(written, cancelled, (signal) => signal.reason)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -175,6 +175,13 @@ impl<S: Stepwise> Job<S> {
     }
   }
 
+  /// Bytes the next step may move: never past the next progress report, so JS hears of every
+  /// chunk however the kernel splits the writes.
+  fn chunk_budget(&self) -> u64 {
+    let unreported = self.transfer.bytes_done() - self.reported;
+    self.max_chunk.saturating_sub(unreported).max(1)
+  }
+
   fn finish(&self, error: Option<Errno>) -> NativeOutcome {
     NativeOutcome::new(self.transfer.bytes_done(), error, self.transfer.method())
   }
@@ -310,7 +317,7 @@ fn run_blocking<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome {
     }
     match job
       .transfer
-      .step(out.as_fd(), job.input.as_fd(), job.max_chunk)
+      .step(out.as_fd(), job.input.as_fd(), job.chunk_budget())
     {
       Ok(Step::Sent(_)) => job.report(false),
       Ok(Step::Finished) => return job.finish(None),
@@ -347,7 +354,7 @@ async fn run_ready<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome 
     }
     match job
       .transfer
-      .step(out.fd(), job.input.as_fd(), job.max_chunk)
+      .step(out.fd(), job.input.as_fd(), job.chunk_budget())
     {
       Ok(Step::Sent(sent)) => {
         job.report(false);
