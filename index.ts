@@ -715,7 +715,10 @@ async function sendPlanned(
   streamFallback: (hooks: TransferHooks) => Promise<number>,
 ): Promise<number> {
   const total = rangeTotal(file.stats, job.range)
-  const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: target instanceof net.Socket ? () => refreshIdleTimer(target) : undefined }
+  // Only a socket with an idle timeout needs to hear of every burst; for the rest, skipping the
+  // callbacks keeps the event loop free.
+  const idleTimeout = target instanceof net.Socket && (target.timeout ?? 0) > 0
+  const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: idleTimeout ? () => refreshIdleTimer(target) : undefined }
   // The native count 0 means "to end of file": an empty range must never reach it.
   if (total === 0 || job.range.length === 0) return 0
   let reason = planSend(file, targetFd, target).fallbackReason
