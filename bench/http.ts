@@ -219,6 +219,33 @@ function runWrk(wrk: string, port: number, name: string, seconds: number, cfg: C
   )
 }
 
+/**
+ * Smoke runs on a machine without wrk: keep-alive requests from this process, enough to prove
+ * the servers and the harness work (the figures mean nothing; real runs need wrk).
+ */
+async function runNodeLoad(port: number, name: string, seconds: number, cfg: Config): Promise<Measurement> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: cfg.connections })
+  const deadline = Date.now() + seconds * 1000
+  let requests = 0
+  let failures = 0
+  const client = async () => {
+    while (Date.now() < deadline) {
+      const ok = await new Promise<boolean>((resolve) => {
+        http
+          .get({ host: '127.0.0.1', port, path: `/${name}`, agent }, (res) => {
+            res.on('data', () => {}).on('end', () => resolve(res.statusCode === 200)).on('error', () => resolve(false))
+          })
+          .on('error', () => resolve(false))
+      })
+      if (ok) requests++
+      else failures++
+    }
+  }
+  await Promise.all(Array.from({ length: cfg.connections }, client))
+  agent.destroy()
+  return { requests: requests / seconds, errors: failures > 0 ? `${failures} failed requests` : '' }
+}
+
 function format(value: number, digits = 0): string {
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
@@ -226,7 +253,8 @@ function format(value: number, digits = 0): string {
 async function main(): Promise<void> {
   const cfg = config()
   const wrk = which('wrk')
-  if (!wrk) throw new Error('wrk is not installed (apt-get install -y wrk)')
+  if (!wrk && !cfg.smoke) throw new Error('wrk is not installed (apt-get install -y wrk)')
+  const load = (port: number, name: string, seconds: number) => (wrk ? runWrk(wrk, port, name, seconds, cfg) : runNodeLoad(port, name, seconds, cfg))
   const nginx = cfg.nginx ? which('nginx') : undefined
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sendfile-bench-'))
@@ -250,7 +278,7 @@ async function main(): Promise<void> {
     console.log(`# HTTP file serving, ${new Date().toISOString()}`)
     console.log('')
     console.log(`node ${process.version}, Linux ${os.release()}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model.trim()}), native binding: ${isNative}, ${nginxVersion}`)
-    console.log(`wrk -t${cfg.threads} -c${cfg.connections} -d${cfg.duration}s${cfg.warmup ? ` after a ${cfg.warmup} s warm-up` : ''}, keep-alive, 127.0.0.1, each server in its own process${cfg.smoke ? ' (SMOKE RUN: numbers mean nothing)' : ''}`)
+    console.log(`${wrk ? 'wrk' : 'node keep-alive load (wrk not installed)'} -t${cfg.threads} -c${cfg.connections} -d${cfg.duration}s${cfg.warmup ? ` after a ${cfg.warmup} s warm-up` : ''}, keep-alive, 127.0.0.1, each server in its own process${cfg.smoke ? ' (SMOKE RUN: numbers mean nothing)' : ''}`)
     console.log('')
     console.log('| file | server | requests/s | throughput MB/s | ratio vs createReadStream |')
     console.log('| --- | --- | ---: | ---: | ---: |')
@@ -258,8 +286,8 @@ async function main(): Promise<void> {
     for (const size of sizes) {
       const results = new Map<string, Measurement>()
       for (const server of servers) {
-        if (cfg.warmup) await runWrk(wrk, server.port, size.name, cfg.warmup, cfg)
-        results.set(server.name, await runWrk(wrk, server.port, size.name, cfg.duration, cfg))
+        if (cfg.warmup) await load(server.port, size.name, cfg.warmup)
+        results.set(server.name, await load(server.port, size.name, cfg.duration))
       }
       const baseline = (results.get('createReadStream pipe') as Measurement).requests
       for (const server of servers) {
