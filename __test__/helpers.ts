@@ -122,3 +122,13 @@ export function byteAtPosition(fd: number): number | null {
 export function openFdCount(): number {
   return fs.readdirSync('/proc/self/fd').length
 }
+
+/** Polls until the process's fd count is back to `baseline` (closes finish asynchronously), at most ~5 s. */
+export async function fdsSettle(baseline: number): Promise<number> {
+  let count = openFdCount()
+  for (let attempt = 0; attempt < 100 && count > baseline; attempt++) {
+    await tick(50)
+    count = openFdCount()
+  }
+  return count
+}

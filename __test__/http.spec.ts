@@ -14,7 +14,7 @@ import * as path from 'node:path'
 import * as tls from 'node:tls'
 
 import { createStaticHandler, serveFile, transferChannel, type StaticOptions, type TransferReport } from '..'
-import { openFdCount, pattern, sha256, tick } from './helpers'
+import { fdsSettle, openFdCount, pattern, sha256, tick } from './helpers'
 
 const MiB = 1024 * 1024
 
@@ -220,16 +220,6 @@ function request(target: string, headers: Record<string, string> = {}, method = 
 function etagOf(name: string): string {
   const stats = fs.statSync(path.join(root, name))
   return `W/"${stats.size.toString(16)}-${Math.floor(stats.mtimeMs).toString(16)}"`
-}
-
-/** Polls until the process's fd count is back to `baseline` (closes finish asynchronously), at most ~5 s. */
-async function fdsSettle(baseline: number): Promise<number> {
-  let count = openFdCount()
-  for (let attempt = 0; attempt < 100 && count > baseline; attempt++) {
-    await tick(50)
-    count = openFdCount()
-  }
-  return count
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,25 +8,16 @@ import { getEventListeners } from 'node:events'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
+import * as util from 'node:util'
 
 import { copyFile, copyFileSync, sendFile, sendfile, sendfileSync, socketFd } from '..'
-import { collect, collectHash, openFdCount, pattern, sha256, tempDir, tick, unixPair, writeFixture } from './helpers'
+import { collect, collectHash, fdsSettle, openFdCount, pattern, sha256, tempDir, tick, unixPair, writeFixture } from './helpers'
 
 const MiB = 1024 * 1024
 
 const unexpected: unknown[] = []
 process.on('uncaughtException', (error) => unexpected.push(error))
 process.on('unhandledRejection', (error) => unexpected.push(error))
-
-/** Polls until the process's fd count is back to `baseline` (closes finish asynchronously), at most ~5 s. */
-async function fdsSettle(baseline: number): Promise<number> {
-  let count = openFdCount()
-  for (let attempt = 0; attempt < 100 && count > baseline; attempt++) {
-    await tick(50)
-    count = openFdCount()
-  }
-  return count
-}
 
 /** Resolves with whatever a promise settled to, so a test can inspect rejections without try/catch. */
 function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: NodeJS.ErrnoException }> {
@@ -259,7 +250,7 @@ test.serial('fuzzed arguments to every public function produce only documented e
     ),
   )
 
-  const expectDocumented = async (name: string, call: () => unknown) => {
+  const expectDocumented = async (name: string, call: () => unknown, args: unknown[] = []) => {
     let outcome: unknown
     try {
       outcome = call()
@@ -269,7 +260,7 @@ test.serial('fuzzed arguments to every public function produce only documented e
     }
     if (outcome instanceof Promise) {
       const settled = await Promise.race([settle(outcome), tick(10_000).then(() => 'hung' as const)])
-      if (settled === 'hung') return t.fail(`${name} did not settle`)
+      if (settled === 'hung') return t.fail(`${name} did not settle: ${util.inspect(args, { depth: 2 })}`)
       if (settled.error !== undefined && !isDocumentedError(settled.error)) t.fail(`${name} rejected with ${String(settled.error)} (${settled.error.code})`)
     }
   }
@@ -284,7 +275,7 @@ test.serial('fuzzed arguments to every public function produce only documented e
   )
   await fc.assert(
     fc.asyncProperty(fc.oneof(fc.constant(sender), fc.constant(sinkFd), junk), junk, options, async (target, source, opts) => {
-      await expectDocumented('sendFile', () => (sendFile as (...args: unknown[]) => Promise<number>)(target, source, opts))
+      await expectDocumented('sendFile', () => (sendFile as (...args: unknown[]) => Promise<number>)(target, source, opts), [target === sender ? 'the socket' : target, source, opts])
     }),
     { numRuns: 300 },
   )

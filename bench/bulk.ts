@@ -17,7 +17,6 @@ import {
   median,
   MiB,
   number,
-  parseOptions,
   parseStraceSummary,
   ratio,
   straceTable,
@@ -27,6 +26,7 @@ import {
   waitForQuiet,
   warm,
   withChildren,
+  runStandalone,
   type BenchOptions,
   type ScenarioResult,
   type StraceRow,
@@ -206,16 +206,4 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
   return { name: 'bulk', title: '1. Bulk: one file, one socket', markdown: markdown + diagnostics, targets, failures }
 }
 
-if (require.main === module) {
-  runBulk(parseOptions()).then(
-    (result) => {
-      console.log(`## ${result.title}\n\n${result.markdown}`)
-      for (const failure of result.failures) console.error(`FAILED: ${failure}`)
-      process.exitCode = result.failures.length > 0 ? 1 : 0
-    },
-    (error: unknown) => {
-      console.error(error)
-      process.exitCode = 1
-    },
-  )
-}
+if (require.main === module) runStandalone(runBulk)

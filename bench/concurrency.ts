@@ -19,7 +19,6 @@ import {
   median,
   MiB,
   number,
-  parseOptions,
   parseStraceSummary,
   ratio,
   straceTable,
@@ -29,6 +28,7 @@ import {
   waitForQuiet,
   warm,
   withChildren,
+  runStandalone,
   type BenchOptions,
   type Json,
   type ScenarioResult,
@@ -229,16 +229,4 @@ export async function runConcurrency(options: BenchOptions): Promise<ScenarioRes
   return { name: 'concurrency', title: `2. Concurrency: ${connections} connections at once`, markdown: markdown + diagnostics, targets, failures }
 }
 
-if (require.main === module) {
-  runConcurrency(parseOptions()).then(
-    (result) => {
-      console.log(`## ${result.title}\n\n${result.markdown}`)
-      for (const failure of result.failures) console.error(`FAILED: ${failure}`)
-      process.exitCode = result.failures.length > 0 ? 1 : 0
-    },
-    (error: unknown) => {
-      console.error(error)
-      process.exitCode = 1
-    },
-  )
-}
+if (require.main === module) runStandalone(runConcurrency)

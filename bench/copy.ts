@@ -21,7 +21,6 @@ import {
   median,
   MiB,
   number,
-  parseOptions,
   parseStraceSummary,
   ratio,
   sha256File,
@@ -32,6 +31,7 @@ import {
   waitForQuiet,
   warm,
   withChildren,
+  runStandalone,
   type BenchOptions,
   type ScenarioResult,
   type Target,
@@ -227,16 +227,4 @@ export async function runCopy(options: BenchOptions): Promise<ScenarioResult> {
   return { name: 'copy', title: '4. File copy', markdown: markdown + diagnostics, targets, failures }
 }
 
-if (require.main === module) {
-  runCopy(parseOptions()).then(
-    (result) => {
-      console.log(`## ${result.title}\n\n${result.markdown}`)
-      for (const failure of result.failures) console.error(`FAILED: ${failure}`)
-      process.exitCode = result.failures.length > 0 ? 1 : 0
-    },
-    (error: unknown) => {
-      console.error(error)
-      process.exitCode = 1
-    },
-  )
-}
+if (require.main === module) runStandalone(runCopy)

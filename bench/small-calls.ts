@@ -19,13 +19,13 @@ import {
   median,
   MiB,
   number,
-  parseOptions,
   table,
   targetTable,
   tempPath,
   waitForQuiet,
   warm,
   withChildren,
+  runStandalone,
   type BenchOptions,
   type ScenarioResult,
   type Target,
@@ -168,16 +168,4 @@ export async function runSmallCalls(options: BenchOptions): Promise<ScenarioResu
   return { name: 'small-calls', title: '3. Small calls: 4 KiB sendfileSync', markdown, targets, failures }
 }
 
-if (require.main === module) {
-  runSmallCalls(parseOptions()).then(
-    (result) => {
-      console.log(`## ${result.title}\n\n${result.markdown}`)
-      for (const failure of result.failures) console.error(`FAILED: ${failure}`)
-      process.exitCode = result.failures.length > 0 ? 1 : 0
-    },
-    (error: unknown) => {
-      console.error(error)
-      process.exitCode = 1
-    },
-  )
-}
+if (require.main === module) runStandalone(runSmallCalls)

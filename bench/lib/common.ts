@@ -526,3 +526,18 @@ export function tempPath(name: string): string {
 export function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`)
 }
+
+/** Runs one scenario when its script is run directly: prints its section, exits non-zero on failures. */
+export function runStandalone(run: (options: BenchOptions) => Promise<ScenarioResult>): void {
+  run(parseOptions()).then(
+    (result) => {
+      console.log(`## ${result.title}\n\n${result.markdown}`)
+      for (const failure of result.failures) console.error(`FAILED: ${failure}`)
+      process.exitCode = result.failures.length > 0 ? 1 : 0
+    },
+    (error: unknown) => {
+      console.error(error)
+      process.exitCode = 1
+    },
+  )
+}
