@@ -491,23 +491,42 @@ function fdOfHandle(handle: fs.promises.FileHandle): number {
   return handle.fd
 }
 
+/**
+ * Opens (a path) or adopts (an fd or FileHandle) the source and fstats it. The fstat and the
+ * close of a read-only fd run on this thread: neither touches the disk, and each trip through
+ * the threadpool costs a wake-up of the event loop per transfer.
+ */
 async function openSource(source: FileSource): Promise<OpenedFile> {
-  if (typeof source === 'number' || isFileHandle(source)) {
-    const fd = typeof source === 'number' ? source : fdOfHandle(source)
-    const stats = await util.promisify(fs.fstat)(fd)
-    const directory = isDirectoryError(stats, 'read')
-    if (directory) throw directory
-    return { fd, stats, close: async () => {}, closeSync: () => {} }
-  }
+  if (typeof source === 'number' || isFileHandle(source)) return adoptSource(typeof source === 'number' ? source : fdOfHandle(source))
   const file = pathOf(source)
-  const handle = await fs.promises.open(file, 'r')
+  // A raw fd, not a FileHandle: ours to close synchronously, with no handle left to close it again on GC.
+  return describeOpened(await util.promisify(fs.open)(file, 'r'), file)
+}
+
+function openSourceSync(source: FileSource): OpenedFile {
+  if (typeof source === 'number') return adoptSource(source)
+  const file = pathOf(source as string | URL)
+  return describeOpened(fs.openSync(file, 'r'), file)
+}
+
+/** A caller's fd: described, never closed. */
+function adoptSource(fd: number): OpenedFile {
+  const stats = fs.fstatSync(fd)
+  const directory = isDirectoryError(stats, 'read')
+  if (directory) throw directory
+  return { fd, stats, close: async () => {}, closeSync: () => {} }
+}
+
+/** An fd this package opened on `file`: described, and closed by the caller of this. */
+function describeOpened(fd: number, file: string): OpenedFile {
   try {
-    const stats = await handle.stat()
+    const stats = fs.fstatSync(fd)
     const directory = isDirectoryError(stats, 'read', file)
     if (directory) throw directory
-    return { fd: handle.fd, path: file, stats, close: () => handle.close(), closeSync: () => fs.closeSync(handle.fd) }
+    const close = () => fs.closeSync(fd)
+    return { fd, path: file, stats, close: async () => close(), closeSync: close }
   } catch (error) {
-    await handle.close()
+    fs.closeSync(fd)
     throw error
   }
 }
@@ -1087,7 +1106,11 @@ async function openDestination(destination: FileSource, source: OpenedFile, job:
   const permissions = source.stats.mode & 0o7777
   const handle = await fs.promises.open(file, destinationFlags(source.stats, existing, job, file, source.path), permissions)
   // Like fs.copyFile, the copy gets the source's permissions, whatever the umask.
-  await handle.chmod(permissions).catch(() => {})
+  try {
+    fs.fchmodSync(handle.fd, permissions)
+  } catch {
+    // Some filesystems refuse chmod; the copy itself is still good.
+  }
   return { fd: handle.fd, path: file, ownsPosition: true, close: () => handle.close(), closeSync: () => fs.closeSync(handle.fd) }
 }
 
@@ -1102,26 +1125,6 @@ function openDestinationSync(destination: FileSource, source: OpenedFile, job: C
     // Some filesystems refuse chmod; the copy itself is still good.
   }
   return { fd, path: file, ownsPosition: true, close: async () => fs.closeSync(fd), closeSync: () => fs.closeSync(fd) }
-}
-
-function openSourceSync(source: FileSource): OpenedFile {
-  if (typeof source === 'number') {
-    const stats = fs.fstatSync(source)
-    const directory = isDirectoryError(stats, 'read')
-    if (directory) throw directory
-    return { fd: source, stats, close: async () => {}, closeSync: () => {} }
-  }
-  const file = pathOf(source as string | URL)
-  const fd = fs.openSync(file, 'r')
-  try {
-    const stats = fs.fstatSync(fd)
-    const directory = isDirectoryError(stats, 'read', file)
-    if (directory) throw directory
-    return { fd, path: file, stats, close: async () => fs.closeSync(fd), closeSync: () => fs.closeSync(fd) }
-  } catch (error) {
-    fs.closeSync(fd)
-    throw error
-  }
 }
 
 /** Bytes to ask the kernel for: the exact range when the size is known (a growing file sends no more), else up to end of file. */
