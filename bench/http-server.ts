@@ -13,7 +13,7 @@ import type * as net from 'node:net'
 import * as path from 'node:path'
 import { pipeline } from 'node:stream'
 
-import { createStaticHandler, serveFile } from '../http'
+import { createStaticHandler, serveFile } from '..'
 
 const [kind, root] = process.argv.slice(2)
 if (!kind || !root) throw new Error('usage: http-server.ts <static|serve-file|stream> <root>')

@@ -13,7 +13,8 @@ import type * as net from 'node:net'
 import * as path from 'node:path'
 import * as mime from 'mime-types'
 
-import { sendFile } from './index.js'
+import { abortError } from './errors.js'
+import { sendFile } from './send-file.js'
 
 /** Options of {@link serveFile} (and of every file {@link createStaticHandler} serves). */
 export interface ServeFileOptions {
@@ -288,13 +289,6 @@ function responseSocket(req: http.IncomingMessage, res: http.ServerResponse): Pr
 function headersSentError(): Error {
   const error = new Error('Cannot serve a file after the response headers were sent') as Error & { code: string }
   error.code = 'ERR_HTTP_HEADERS_SENT'
-  return error
-}
-
-function abortError(signal: AbortSignal): Error {
-  const error = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string }
-  error.name = 'AbortError'
-  error.code = 'ABORT_ERR'
   return error
 }
 

@@ -1,0 +1,238 @@
+/** copyFile and copyFileSync: file to file inside the kernel. */
+import * as fs from 'node:fs'
+
+import { abortError, codedError, errnoOf, systemError } from './errors.js'
+import { CHUNK_SIZE, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
+import { FileSource, MAX_POSITION, Range, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
+import { TransferReport, newReport, publish, reporting } from './report.js'
+import { CopyFileOptions, CopyFileSyncOptions } from './options.js'
+import { OpenedFile, fdOfHandle, openSource, openSourceSync, rangeTotal } from './source.js'
+import { FALLBACK_CHUNK, streamRange } from './stream-fallback.js'
+
+export interface CopyJob {
+  range: Range
+  destinationOffset: number
+  exclusive: boolean
+}
+
+export const COPYFILE_MODES = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE | fs.constants.COPYFILE_FICLONE_FORCE
+
+export function validateCopyOptions(source: unknown, destination: unknown, options: unknown, allowHandle: boolean): { source: FileSource; destination: FileSource; job: CopyJob; opts: Record<string, unknown> } {
+  const validSource = validateFileSource(source, 'source', allowHandle)
+  const validDestination = validateFileSource(destination, 'destination', allowHandle)
+  const opts = validateOptionsObject(options)
+  const mode = opts.mode === undefined ? 0 : validateInteger(opts.mode, 'options.mode', COPYFILE_MODES)
+  if (mode & fs.constants.COPYFILE_FICLONE_FORCE) {
+    // A forced clone needs the FICLONE ioctl, which fs.copyFile has and this package does not.
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'options.mode COPYFILE_FICLONE_FORCE is not supported: use fs.copyFile for a forced reflink')
+  }
+  return {
+    source: validSource,
+    destination: validDestination,
+    opts,
+    job: {
+      range: validateRange(opts),
+      destinationOffset: opts.destinationOffset === undefined ? 0 : validateInteger(opts.destinationOffset, 'options.destinationOffset', MAX_POSITION),
+      exclusive: (mode & fs.constants.COPYFILE_EXCL) !== 0,
+    },
+  }
+}
+
+export interface OpenedDestination {
+  fd: number
+  path?: string
+  /** Whether this package opened the file, so its position is ours to move (sendfile writes at the position). */
+  ownsPosition: boolean
+  close(): Promise<void>
+  closeSync(): void
+}
+
+/** Open flags for a path destination, like fs.copyFile: create or truncate; never truncate the source itself. */
+export function destinationFlags(source: fs.Stats, existing: fs.Stats | undefined, job: CopyJob, file: string, sourcePath: string | undefined): number {
+  const { O_WRONLY, O_CREAT, O_TRUNC, O_EXCL } = fs.constants
+  const sameFile = existing !== undefined && existing.dev === source.dev && existing.ino === source.ino
+  if (sameFile && job.exclusive) throw systemError(errnoOf('EEXIST'), 'copyfile', { path: sourcePath, dest: file })
+  return sameFile ? O_WRONLY : O_WRONLY | O_CREAT | O_TRUNC | (job.exclusive ? O_EXCL : 0)
+}
+
+export function statIfExists(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+}
+
+export async function openDestination(destination: FileSource, source: OpenedFile, job: CopyJob): Promise<OpenedDestination> {
+  if (typeof destination === 'number') return { fd: destination, ownsPosition: false, close: async () => {}, closeSync: () => {} }
+  if (isFileHandle(destination)) return { fd: fdOfHandle(destination), ownsPosition: false, close: async () => {}, closeSync: () => {} }
+  const file = pathOf(destination)
+  const existing = await fs.promises.stat(file).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw error
+  })
+  const permissions = source.stats.mode & 0o7777
+  const handle = await fs.promises.open(file, destinationFlags(source.stats, existing, job, file, source.path), permissions)
+  // Like fs.copyFile, the copy gets the source's permissions, whatever the umask.
+  try {
+    fs.fchmodSync(handle.fd, permissions)
+  } catch {
+    // Some filesystems refuse chmod; the copy itself is still good.
+  }
+  return { fd: handle.fd, path: file, ownsPosition: true, close: () => handle.close(), closeSync: () => fs.closeSync(handle.fd) }
+}
+
+export function openDestinationSync(destination: FileSource, source: OpenedFile, job: CopyJob): OpenedDestination {
+  if (typeof destination === 'number') return { fd: destination, ownsPosition: false, close: async () => {}, closeSync: () => {} }
+  const file = pathOf(destination as string | URL)
+  const permissions = source.stats.mode & 0o7777
+  const fd = fs.openSync(file, destinationFlags(source.stats, statIfExists(file), job, file, source.path), permissions)
+  try {
+    fs.fchmodSync(fd, permissions)
+  } catch {
+    // Some filesystems refuse chmod; the copy itself is still good.
+  }
+  return { fd, path: file, ownsPosition: true, close: async () => fs.closeSync(fd), closeSync: () => fs.closeSync(fd) }
+}
+
+/** Bytes to ask the kernel for: the exact range when the size is known (a growing file sends no more), else up to end of file. */
+export function nativeCount(total: number, range: Range): number {
+  return total >= 0 ? total : (range.length ?? 0)
+}
+
+/**
+ * Copies a file (or a range of it) into another file inside the kernel and resolves with the
+ * bytes copied: `copy_file_range(2)` (which reflinks on btrfs/XFS), then `sendfile(2)`, then
+ * `read`/`write` across filesystems that refuse both.
+ *
+ * - A path destination is created or truncated like `fs.copyFile`, with the source's
+ *   permissions; `mode: fs.constants.COPYFILE_EXCL` fails with `EEXIST` if it exists.
+ * - An fd or FileHandle destination is written at `destinationOffset` (default 0), not
+ *   truncated, and its file position does not move; neither does a source fd's.
+ * - Copying a file onto itself never truncates it: the same range is a no-op, overlapping
+ *   ranges fail with `EINVAL`.
+ *
+ * @example
+ * ```ts
+ * await copyFile('video.mp4', 'backup.mp4', { onProgress: (copied, total) => bar.update(copied / total) })
+ * await copyFile(handle, out, { offset: 1024, length: 4096, destinationOffset: 0 })
+ * ```
+ */
+export function copyFile(source: string | URL | fs.promises.FileHandle | number, destination: string | URL | fs.promises.FileHandle | number, options?: CopyFileOptions): Promise<number> {
+  let validated: ReturnType<typeof validateCopyOptions>
+  let hooks: Omit<TransferHooks, 'total'>
+  try {
+    validated = validateCopyOptions(source, destination, options, true)
+    hooks = { signal: validateSignal(validated.opts.signal), onProgress: validateCallback(validated.opts.onProgress, 'options.onProgress') }
+    if (hooks.signal?.aborted) throw abortError(hooks.signal)
+  } catch (error) {
+    return Promise.reject(error)
+  }
+  const { job } = validated
+  const report = newReport('copyFile', validated.destination)
+  return reporting(report, async () => {
+    const file = await openSource(validated.source)
+    try {
+      if (hooks.signal?.aborted) throw abortError(hooks.signal)
+      const out = await openDestination(validated.destination, file, job)
+      try {
+        const total = rangeTotal(file.stats, job.range)
+        const allHooks: TransferHooks = { ...hooks, total }
+        // The native count 0 means "to end of file": an empty range must never reach it.
+        if (total === 0 || job.range.length === 0) return 0
+        if (nativeBinding === null) {
+          warnNotZeroCopy()
+          report.method = 'stream'
+          report.reason = 'the native binding is not loaded'
+          let at = job.destinationOffset
+          return (report.bytes = await streamRange(file, job.range, allHooks, async (chunk) => {
+            await writeAllAt(out.fd, chunk, at)
+            at += chunk.length
+          }))
+        }
+        const native = nativeBinding
+        const result = await new NativeRun(native, allHooks).run(
+          (control, onProgress) => native.copyRangeAsync(out.fd, file.fd, job.range.offset, job.destinationOffset, nativeCount(total, job.range), out.ownsPosition, CHUNK_SIZE, control, onProgress),
+          'copyfile',
+          { path: file.path, dest: out.path },
+        )
+        report.method = result.method
+        return (report.bytes = result.bytes)
+      } finally {
+        await out.close()
+      }
+    } finally {
+      await file.close()
+    }
+  })
+}
+
+/**
+ * The synchronous {@link copyFile}: same methods and rules, on the calling thread, without
+ * abort or progress.
+ *
+ * @example
+ * ```ts
+ * const copied = copyFileSync('config.json', 'config.json.bak', { mode: fs.constants.COPYFILE_EXCL })
+ * ```
+ */
+export function copyFileSync(source: string | URL | number, destination: string | URL | number, options?: CopyFileSyncOptions): number {
+  const validated = validateCopyOptions(source, destination, options, false)
+  const { job } = validated
+  const report = newReport('copyFileSync', validated.destination)
+  try {
+    const file = openSourceSync(validated.source)
+    try {
+      const out = openDestinationSync(validated.destination, file, job)
+      try {
+        const total = rangeTotal(file.stats, job.range)
+        if (total === 0 || job.range.length === 0) return 0
+        if (nativeBinding === null) {
+          warnNotZeroCopy()
+          report.method = 'stream'
+          report.reason = 'the native binding is not loaded'
+          return (report.bytes = copyRangeThroughBuffer(file, out.fd, job))
+        }
+        const outcome = nativeBinding.copyRangeSync(out.fd, file.fd, job.range.offset, job.destinationOffset, nativeCount(total, job.range), out.ownsPosition)
+        report.method = outcome.method as TransferReport['method']
+        report.bytes = outcome.bytesSent
+        if (outcome.errno !== 0) throw systemError(outcome.errno, 'copyfile', { path: file.path, dest: out.path, bytesSent: outcome.bytesSent })
+        return outcome.bytesSent
+      } finally {
+        out.closeSync()
+      }
+    } finally {
+      file.closeSync()
+    }
+  } catch (error) {
+    report.error = error
+    throw error
+  } finally {
+    report.zeroCopy = report.method === 'sendfile' || report.method === 'copy_file_range'
+    publish(report)
+  }
+}
+
+export async function writeAllAt(fd: number, chunk: Buffer, position: number): Promise<void> {
+  let written = 0
+  while (written < chunk.length) {
+    written += await new Promise<number>((resolve, reject) =>
+      fs.write(fd, chunk, written, chunk.length - written, position + written, (error, bytes) => (error ? reject(error) : resolve(bytes))),
+    )
+  }
+}
+
+export function copyRangeThroughBuffer(file: OpenedFile, destinationFd: number, job: CopyJob): number {
+  const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
+  let copied = 0
+  for (;;) {
+    const wanted = job.range.length === undefined ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, job.range.length - copied)
+    if (wanted <= 0) return copied
+    const read = fs.readSync(file.fd, buffer, 0, wanted, job.range.offset + copied)
+    if (read === 0) return copied
+    let written = 0
+    while (written < read) written += fs.writeSync(destinationFd, buffer, written, read - written, job.destinationOffset + copied + written)
+    copied += read
+  }
+}

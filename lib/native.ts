@@ -1,0 +1,114 @@
+/** The native binding: loading it, the one-time warning without it, and NativeRun, which drives one native transfer with abort and progress. */
+import type * as Binding from '../binding.js'
+
+import { abortError, attachBytes, systemError } from './errors.js'
+import { TransferReport } from './report.js'
+
+export type NativeBinding = typeof Binding
+
+/**
+ * Bytes one async transfer sends before it lets other transfers run and reports progress,
+ * like nginx's `sendfile_max_chunk` (2 MiB by default since nginx 1.21.4).
+ */
+export const CHUNK_SIZE = 2 * 1024 * 1024
+
+function loadBinding(): { binding: NativeBinding | null; error: unknown } {
+  try {
+    return { binding: require('../binding.js') as NativeBinding, error: null }
+  } catch (error) {
+    return { binding: null, error }
+  }
+}
+
+const loaded = loadBinding()
+/** The generated napi-rs binding, or null where no binary could be loaded (then the JS fallback serves). */
+export const nativeBinding: NativeBinding | null = loaded.binding
+export const nativeLoadError: unknown = loaded.error
+
+let warnedAboutFallback = false
+
+/** Once per process: zero-copy is off because the native binding is missing. */
+export function warnNotZeroCopy(): void {
+  if (warnedAboutFallback) return
+  warnedAboutFallback = true
+  process.emitWarning(
+    `The native sendfile binding for ${process.platform}-${process.arch} is not installed; @zerocopy/sendfile copies through JavaScript instead (not zero-copy).`,
+    { type: 'ZeroCopyWarning', code: 'ZEROCOPY_NO_NATIVE', detail: nativeLoadError instanceof Error ? nativeLoadError.message : undefined },
+  )
+}
+
+/** Whether the native zero-copy binding is loaded; when it is not, {@link nativeError} says why. */
+export const isNative: boolean = nativeBinding !== null
+
+/** Why the native binding could not be loaded, or `null` when it is loaded. */
+export const nativeError: unknown = nativeLoadError
+
+export interface TransferHooks {
+  signal?: AbortSignal
+  onProgress?: (bytes: number, total: number) => void
+  total: number
+  /** Called whenever bytes moved (a socket re-arms its idle timer here). */
+  onMoved?: () => void
+}
+
+export interface NativeResult {
+  bytes: number
+  method: TransferReport['method']
+}
+
+/** Kernel answers that mean "not with sendfile", before any byte: the stream fallback can serve. */
+export const FALLBACK_ERRNOS = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP'])
+
+/**
+ * Cancels a native transfer from JS: on abort, on a throwing progress callback, or when the
+ * caller (the socket gate) asks. Rejects with the reason; resolves with the native outcome.
+ */
+export class NativeRun {
+  private readonly control: Binding.TransferControl
+  private cancelReason: unknown = undefined
+  private lastReported = 0
+  private settled = false
+
+  constructor(
+    native: NativeBinding,
+    private readonly hooks: TransferHooks,
+  ) {
+    this.control = new native.TransferControl()
+  }
+
+  cancel(reason: unknown): void {
+    if (this.cancelReason === undefined) this.cancelReason = reason
+    this.control.cancel()
+  }
+
+  async run(start: (control: Binding.TransferControl, onProgress: ((bytes: number) => void) | undefined) => Promise<Binding.NativeOutcome>, syscall: string, paths: { path?: string; dest?: string }): Promise<NativeResult> {
+    const { signal, onProgress, onMoved } = this.hooks
+    const onAbort = () => this.cancel(abortError(signal as AbortSignal))
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      if (signal?.aborted) throw abortError(signal)
+      const outcome = await start(this.control, onProgress || onMoved ? (bytes) => this.progress(bytes) : undefined)
+      this.settled = true
+      if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
+      if (outcome.errno !== 0) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytesSent })
+      this.progress(outcome.bytesSent, true)
+      if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
+      return { bytes: outcome.bytesSent, method: outcome.method as NativeResult['method'] }
+    } finally {
+      this.settled = true
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private progress(bytes: number, final = false): void {
+    if (this.settled && !final) return
+    this.hooks.onMoved?.()
+    if (bytes <= this.lastReported || this.hooks.onProgress === undefined) return
+    this.lastReported = bytes
+    try {
+      this.hooks.onProgress(bytes, this.hooks.total)
+    } catch (error) {
+      this.cancel(error)
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/** TransferReport and transferChannel: which path each sendFile/copyFile took. */
+import * as diagnosticsChannel from 'node:diagnostics_channel'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+
+import { SystemError } from './errors.js'
+
+/** How the bytes of one `sendFile`/`copyFile` call moved. */
+export interface TransferReport {
+  operation: 'sendFile' | 'copyFile' | 'copyFileSync'
+  /**
+   * `sendfile`, `copy_file_range`: zero-copy, in the kernel. `read_write`: the native binding
+   * copied through a buffer (a file the kernel cannot splice). `stream`: the JavaScript
+   * fallback (TLS, pipes, /proc files, no native binding).
+   */
+  method: 'sendfile' | 'copy_file_range' | 'read_write' | 'stream' | 'none'
+  zeroCopy: boolean
+  /** Why the fallback was taken, when it was. */
+  reason?: string
+  /** The socket or fd the bytes went to, or the destination of a copy. */
+  target: net.Socket | number | string | URL | fs.promises.FileHandle
+  bytes: number
+  /** Set when the transfer failed. */
+  error?: unknown
+}
+
+/**
+ * Every `sendFile` and `copyFile` publishes one {@link TransferReport} here when it settles,
+ * through `node:diagnostics_channel`, so a test or a metrics hook can see whether bytes moved
+ * zero-copy or through the fallback, and why.
+ *
+ * @example
+ * ```ts
+ * transferChannel.subscribe((report) => console.log((report as TransferReport).method))
+ * ```
+ */
+export const transferChannel: diagnosticsChannel.Channel = diagnosticsChannel.channel('@zerocopy/sendfile:transfer')
+
+export function publish(report: TransferReport): void {
+  if (transferChannel.hasSubscribers) transferChannel.publish(report)
+}
+
+/** Settles a report when its operation ends, publishes it, and passes the result through. */
+export async function reporting<T extends number>(report: TransferReport, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation()
+  } catch (error) {
+    report.error = error
+    report.bytes = (error as SystemError).bytesSent ?? report.bytes
+    throw error
+  } finally {
+    report.zeroCopy = report.method === 'sendfile' || report.method === 'copy_file_range'
+    publish(report)
+  }
+}
+
+export function newReport(operation: TransferReport['operation'], target: TransferReport['target']): TransferReport {
+  return { operation, method: 'none', zeroCopy: false, target, bytes: 0 }
+}

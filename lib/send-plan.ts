@@ -1,0 +1,91 @@
+/** Deciding how a sendFile moves its bytes (zero-copy or the stream fallback) and running it. */
+import * as net from 'node:net'
+import * as tls from 'node:tls'
+
+import { SystemError, unsupported } from './errors.js'
+import { CHUNK_SIZE, FALLBACK_ERRNOS, NativeBinding, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
+import { FileSource, Range } from './validate.js'
+import { TransferReport } from './report.js'
+import { OpenedFile, REPORTS_SIZE_ZERO, isEmptyFrom, rangeTotal, whyNotSendable } from './source.js'
+
+export interface SendFileJob {
+  source: FileSource
+  range: Range
+  signal?: AbortSignal
+  onProgress?: (bytesSent: number, total: number) => void
+  fallback: boolean
+}
+
+export interface SendPlan {
+  /** Undefined when zero-copy is possible. */
+  fallbackReason?: string
+}
+
+export function planSend(file: OpenedFile, targetFd: number, target: net.Socket | number): SendPlan {
+  if (nativeBinding === null) {
+    warnNotZeroCopy()
+    return { fallbackReason: 'the native binding is not loaded' }
+  }
+  if (targetFd < 0) return { fallbackReason: target instanceof tls.TLSSocket ? 'the socket is a TLS socket' : 'the socket has no file descriptor' }
+  const notSendable = whyNotSendable(file.stats)
+  return { fallbackReason: notSendable }
+}
+
+export function unsupportedBeforeAnyByte(reason: string): Error {
+  return unsupported(`Zero-copy is impossible here (${reason}) and options.fallback is false.`)
+}
+
+/**
+ * Sends `file` to `targetFd` with the kernel, falling back to `streamFallback` when the
+ * kernel refuses before the first byte (and fallback is allowed). Fills in `report`.
+ */
+export async function sendPlanned(
+  job: SendFileJob,
+  file: OpenedFile,
+  target: net.Socket | number,
+  targetFd: number,
+  report: TransferReport,
+  register: (run: NativeRun) => void,
+  streamFallback: (hooks: TransferHooks) => Promise<number>,
+): Promise<number> {
+  const total = rangeTotal(file.stats, job.range)
+  // Only a socket with an idle timeout needs to hear of every burst; for the rest, skipping the
+  // callbacks keeps the event loop free.
+  const idleTimeout = target instanceof net.Socket && (target.timeout ?? 0) > 0
+  const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: idleTimeout ? () => refreshIdleTimer(target) : undefined }
+  // The native count 0 means "to end of file": an empty range must never reach it.
+  if (total === 0 || job.range.length === 0) return 0
+  let reason = planSend(file, targetFd, target).fallbackReason
+  if (reason === undefined) {
+    const native = nativeBinding as NativeBinding
+    const run = new NativeRun(native, hooks)
+    register(run)
+    report.method = 'sendfile'
+    try {
+      const count = total > 0 ? total : (job.range.length ?? 0)
+      const result = await run.run((control, onProgress) => native.sendfileAsync(targetFd, file.fd, job.range.offset, count, CHUNK_SIZE, control, onProgress), 'sendfile', { path: file.path })
+      return (report.bytes = result.bytes)
+    } catch (error) {
+      const systemCode = (error as SystemError).code
+      if (!(FALLBACK_ERRNOS.has(systemCode) && (error as SystemError).bytesSent === 0)) throw error
+      reason = `the kernel answered ${systemCode} to sendfile`
+    }
+  }
+  report.reason = reason
+  if (!job.fallback) {
+    report.method = 'none'
+    // A truly empty file has nothing to send, zero-copy or not.
+    if (reason === REPORTS_SIZE_ZERO && (await isEmptyFrom(file.fd, job.range.offset))) return 0
+    throw unsupportedBeforeAnyByte(reason)
+  }
+  report.method = 'stream'
+  return (report.bytes = await streamFallback(hooks))
+}
+
+/**
+ * Bytes the kernel sends bypass the stream, so the socket's `setTimeout` idle timer would
+ * fire on a transfer that is still moving; stream writes re-arm it through this same method.
+ */
+export function refreshIdleTimer(socket: net.Socket): void {
+  ;(socket as unknown as { _unrefTimer?: () => void })._unrefTimer?.()
+}

@@ -1,0 +1,217 @@
+/** Sockets: socketFd, and the write gate that makes a sendFile a write in the socket's own queue. */
+import * as net from 'node:net'
+import * as tls from 'node:tls'
+
+import { SystemError, abortError, codedError, invalidArgType } from './errors.js'
+import { newReport, reporting } from './report.js'
+import { OpenedFile, openSource } from './source.js'
+import { streamRange, untilAborted } from './stream-fallback.js'
+import { SendFileJob, sendPlanned } from './send-plan.js'
+
+export interface SocketHandle {
+  fd?: number
+}
+
+/**
+ * The kernel file descriptor behind a connected `net.Socket` (TCP or Unix), or -1 when it has
+ * none that can be written directly (TLS, a socket on Windows, a socket not yet connected or
+ * already closed).
+ *
+ * Node keeps this number on the undocumented `socket._handle.fd`; this is the one place that
+ * reads it.
+ *
+ * @example
+ * ```ts
+ * net.createServer((socket) => { sendfileSync(socketFd(socket), fileFd, 0) })
+ * ```
+ */
+export function socketFd(socket: net.Socket): number {
+  if (!(socket instanceof net.Socket)) throw invalidArgType('socket', 'an instance of net.Socket', socket)
+  // Bytes written to a TLS socket's fd would bypass the encryption.
+  if (socket instanceof tls.TLSSocket) return -1
+  const handle = (socket as unknown as { _handle?: SocketHandle | null })._handle
+  const fd = handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : -1
+}
+
+// ---------------------------------------------------------------------------------------------
+// The socket write gate: a sendFile is a write in the socket's own queue.
+//
+// Each sendFile writes an empty marker buffer through `socket.write`. Node's Writable hands
+// writes to `_write`/`_writev` one at a time, in order, so when the marker reaches our
+// `_write` every earlier write is in the kernel, and every later write (and `end()`) waits in
+// the Writable's buffer until we call the marker's callback after the file: no reordering,
+// no interleaving, and the socket stays usable afterwards.
+
+export type WriteCallback = (error?: Error | null) => void
+export type WriteFn = (this: net.Socket, chunk: Buffer | string, encoding: BufferEncoding, callback: WriteCallback) => void
+export type WritevFn = (this: net.Socket, chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, callback: WriteCallback) => void
+export type DestroyFn = (this: net.Socket, error: Error | null, callback: (error: Error | null) => void) => void
+
+export interface SocketWriters {
+  write: WriteFn
+  writev: WritevFn | null
+}
+
+export interface SocketInternals {
+  _write: WriteFn
+  _writev: WritevFn | null
+  _destroy: DestroyFn
+}
+
+/** Marker buffer → the file transfer it stands for. */
+export const queuedSends = new WeakMap<object, (callback: () => void) => void>()
+export const gatedSockets = new WeakMap<net.Socket, SocketWriters>()
+/** The running transfer of a socket, so that destroying the socket cancels it at once. */
+export const runningSends = new WeakMap<net.Socket, (reason: unknown) => void>()
+
+export function gate(socket: net.Socket): SocketWriters {
+  const existing = gatedSockets.get(socket)
+  if (existing) return existing
+  const internals = socket as unknown as SocketInternals
+  const writers: SocketWriters = { write: internals._write, writev: internals._writev }
+  const originalDestroy = internals._destroy
+  internals._write = function (chunk, encoding, callback) {
+    const send = typeof chunk === 'object' ? queuedSends.get(chunk) : undefined
+    if (send === undefined) return writers.write.call(this, chunk, encoding, callback)
+    queuedSends.delete(chunk as Buffer)
+    send(() => callback())
+  }
+  if (writers.writev !== null) {
+    const writev = writers.writev
+    internals._writev = function (chunks, callback) {
+      if (!chunks.some(({ chunk }) => typeof chunk === 'object' && queuedSends.has(chunk))) return writev.call(this, chunks, callback)
+      // Plain writes between markers go out in order, each run as one writev.
+      let index = 0
+      const next: WriteCallback = (error) => {
+        if (error) return callback(error)
+        if (index >= chunks.length) return callback()
+        const { chunk, encoding } = chunks[index]
+        if (typeof chunk === 'object' && queuedSends.has(chunk as Buffer)) {
+          index++
+          return internals._write.call(this, chunk, encoding, next)
+        }
+        const run: typeof chunks = []
+        while (index < chunks.length && !(typeof chunks[index].chunk === 'object' && queuedSends.has(chunks[index].chunk as Buffer))) run.push(chunks[index++])
+        if (run.length === 1) writers.write.call(this, run[0].chunk, run[0].encoding, next)
+        else writev.call(this, run, next)
+      }
+      next()
+    }
+  }
+  internals._destroy = function (error, callback) {
+    const running = runningSends.get(this)
+    // Destroyed with an error (a reset that Node's reader saw first): that error is the reason.
+    running?.(error ?? streamDestroyed())
+    // A lost connection during a transfer is reported by the sendFile rejection alone, the same
+    // whether the reader or the kernel transfer noticed it first.
+    if (running !== undefined && isConnectionLost(error)) return originalDestroy.call(this, null, callback)
+    return originalDestroy.call(this, error, callback)
+  }
+  gatedSockets.set(socket, writers)
+  return writers
+}
+
+
+export function streamDestroyed(): Error {
+  return codedError(Error, 'ERR_STREAM_DESTROYED', 'The socket was destroyed before sendFile finished')
+}
+
+/** A connection the peer has dropped: sendFile rejects, and the socket is destroyed quietly. */
+export function isConnectionLost(error: unknown): boolean {
+  const code = (error as SystemError | undefined)?.code
+  return code === 'EPIPE' || code === 'ECONNRESET'
+}
+
+export function whenConnected(socket: net.Socket): Promise<void> {
+  if (!socket.connecting) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      socket.off('connect', onConnect).off('close', onClose).off('error', done)
+      if (error) reject(error)
+      else resolve()
+    }
+    const onConnect = () => done()
+    const onClose = () => done(streamDestroyed())
+    socket.once('connect', onConnect).once('close', onClose).once('error', done)
+  })
+}
+
+export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<number> {
+  if (socket.destroyed) throw streamDestroyed()
+  if (socket.writableEnded) throw codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'sendFile after the socket was ended')
+  const writers = gate(socket)
+  return new Promise<number>((resolve, reject) => {
+    const marker = Buffer.alloc(0)
+    let state: 'queued' | 'running' | 'abandoned' = 'queued'
+    // Aborted while earlier writes still drain: settle now; the marker passes as a no-op later.
+    const onAbortWhileQueued = () => {
+      if (state !== 'queued') return
+      state = 'abandoned'
+      reject(abortError(job.signal as AbortSignal))
+    }
+    job.signal?.addEventListener('abort', onAbortWhileQueued, { once: true })
+    queuedSends.set(marker, (done) => {
+      job.signal?.removeEventListener('abort', onAbortWhileQueued)
+      if (state === 'abandoned') return done()
+      state = 'running'
+      runSocketSend(socket, job, writers).then(resolve, reject).finally(done)
+    })
+    socket.write(marker, (error) => {
+      if (!error || state !== 'queued') return
+      // The socket was destroyed (or errored) before our turn came.
+      state = 'abandoned'
+      job.signal?.removeEventListener('abort', onAbortWhileQueued)
+      queuedSends.delete(marker)
+      reject(error)
+    })
+  })
+}
+
+export function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWriters): Promise<number> {
+  const report = newReport('sendFile', socket)
+  return reporting(report, async () => {
+    let file: OpenedFile | undefined
+    // While the file goes out, a socket error (a reset seen by the reader, a failed write in the
+    // fallback) is reported by this promise: without a listener of its own it would crash the
+    // process of a caller that relies on the rejection.
+    const onSocketError = (error: Error) => runningSends.get(socket)?.(error)
+    socket.on('error', onSocketError)
+    try {
+      if (job.signal?.aborted) throw abortError(job.signal)
+      await whenConnected(socket)
+      file = await openSource(job.source)
+      if (socket.destroyed) throw streamDestroyed()
+      const opened = file
+      return await sendPlanned(
+        job,
+        opened,
+        socket,
+        socketFd(socket),
+        report,
+        (run) => runningSends.set(socket, (reason) => run.cancel(reason)),
+        (hooks) => {
+          const cancelled = new AbortController()
+          runningSends.set(socket, (reason) => cancelled.abort(reason))
+          return streamRange(opened, job.range, hooks, (chunk) => writeThrough(socket, writers, chunk, cancelled.signal))
+        },
+      )
+    } catch (error) {
+      if (isConnectionLost(error)) socket.destroy()
+      throw error
+    } finally {
+      socket.off('error', onSocketError)
+      runningSends.delete(socket)
+      await file?.close()
+    }
+  })
+}
+
+/**
+ * Writes one chunk with the socket's own writer (encrypting it on a TLS socket), bypassing our
+ * queue. A write that never completes (the socket destroyed under it) ends with `cancelled`.
+ */
+export function writeThrough(socket: net.Socket, writers: SocketWriters, chunk: Buffer, cancelled: AbortSignal): Promise<void> {
+  const written = new Promise<void>((resolve, reject) => writers.write.call(socket, chunk, 'buffer' as BufferEncoding, (error) => (error ? reject(error) : resolve())))
+  return untilAborted(written, cancelled, (signal) => signal.reason)
+}

@@ -1,0 +1,89 @@
+/** Opening, adopting and describing the file a transfer reads from. */
+import * as fs from 'node:fs'
+import * as util from 'node:util'
+
+import { SystemError, errnoOf, systemError } from './errors.js'
+import { FileSource, Range, isFileHandle, pathOf } from './validate.js'
+
+export interface OpenedFile {
+  fd: number
+  /** The path, for error messages, when we know it. */
+  path?: string
+  stats: fs.Stats
+  /** Closes the file if this package opened it; a caller's fd or FileHandle is left open. */
+  close(): Promise<void>
+  closeSync(): void
+}
+
+export const REPORTS_SIZE_ZERO = 'the source reports size 0 (like /proc and /sys files): only read(2) finds its end'
+
+/** Why the kernel cannot send this source, or undefined when it can (a regular file with a size). */
+export function whyNotSendable(stats: fs.Stats): string | undefined {
+  if (stats.isFile()) return stats.size === 0 ? REPORTS_SIZE_ZERO : undefined
+  if (stats.isFIFO()) return 'the source is a pipe'
+  if (stats.isCharacterDevice()) return 'the source is a character device'
+  if (stats.isSocket()) return 'the source is a socket'
+  return 'the source is not a regular file'
+}
+
+export async function isEmptyFrom(fd: number, offset: number): Promise<boolean> {
+  const { bytesRead } = await util.promisify(fs.read)(fd, Buffer.alloc(1), 0, 1, offset)
+  return bytesRead === 0
+}
+
+export function isDirectoryError(stats: fs.Stats, syscall: string, file?: string): SystemError | undefined {
+  return stats.isDirectory() ? systemError(errnoOf('EISDIR'), syscall, { path: file }) : undefined
+}
+
+export function fdOfHandle(handle: fs.promises.FileHandle): number {
+  // A closed FileHandle reports fd -1.
+  if (handle.fd < 0) throw systemError(errnoOf('EBADF'), 'fstat')
+  return handle.fd
+}
+
+/**
+ * Opens (a path) or adopts (an fd or FileHandle) the source and fstats it. The fstat and the
+ * close of a read-only fd run on this thread: neither touches the disk, and each trip through
+ * the threadpool costs a wake-up of the event loop per transfer.
+ */
+export async function openSource(source: FileSource): Promise<OpenedFile> {
+  if (typeof source === 'number' || isFileHandle(source)) return adoptSource(typeof source === 'number' ? source : fdOfHandle(source))
+  const file = pathOf(source)
+  // A raw fd, not a FileHandle: ours to close synchronously, with no handle left to close it again on GC.
+  return describeOpened(await util.promisify(fs.open)(file, 'r'), file)
+}
+
+export function openSourceSync(source: FileSource): OpenedFile {
+  if (typeof source === 'number') return adoptSource(source)
+  const file = pathOf(source as string | URL)
+  return describeOpened(fs.openSync(file, 'r'), file)
+}
+
+/** A caller's fd: described, never closed. */
+export function adoptSource(fd: number): OpenedFile {
+  const stats = fs.fstatSync(fd)
+  const directory = isDirectoryError(stats, 'read')
+  if (directory) throw directory
+  return { fd, stats, close: async () => {}, closeSync: () => {} }
+}
+
+/** An fd this package opened on `file`: described, and closed by the caller of this. */
+export function describeOpened(fd: number, file: string): OpenedFile {
+  try {
+    const stats = fs.fstatSync(fd)
+    const directory = isDirectoryError(stats, 'read', file)
+    if (directory) throw directory
+    const close = () => fs.closeSync(fd)
+    return { fd, path: file, stats, close: async () => close(), closeSync: close }
+  } catch (error) {
+    fs.closeSync(fd)
+    throw error
+  }
+}
+
+/** The bytes a range of this file holds now, or -1 when its size cannot be known in advance. */
+export function rangeTotal(stats: fs.Stats, range: Range): number {
+  if (!stats.isFile() || stats.size === 0) return -1
+  const available = Math.max(0, stats.size - range.offset)
+  return range.length === undefined ? available : Math.min(range.length, available)
+}

@@ -1,0 +1,93 @@
+/** Argument validation, with Node's error codes and messages. */
+import * as fs from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import * as util from 'node:util'
+
+import { codedError, invalidArgType, outOfRange } from './errors.js'
+
+/** Largest offset or count accepted: every byte position a JS number can name exactly. */
+export const MAX_POSITION = Number.MAX_SAFE_INTEGER
+/** File descriptors are non-negative C ints. */
+export const MAX_FD = 2 ** 31 - 1
+
+export function validateInteger(value: unknown, name: string, max: number): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType(name, 'of type number', value)
+  if (Number.isFinite(value) && !Number.isInteger(value)) throw invalidArgType(name, 'an integer', value)
+  if (!(value >= 0 && value <= max)) throw outOfRange(name, `>= 0 && <= ${max}`, value)
+  return value
+}
+
+export function validateFd(value: unknown, name: string): number {
+  return validateInteger(value, name, MAX_FD)
+}
+
+/** `null`/`undefined` → -1, the binding's "use and advance the file position". */
+export function validateOffset(value: unknown, name = 'offset'): number {
+  return value === null || value === undefined ? -1 : validateInteger(value, name, MAX_POSITION)
+}
+
+/** `undefined` → 0, "until end of file". */
+export function validateCount(value: unknown, name = 'count'): number {
+  return value === undefined ? 0 : validateInteger(value, name, MAX_POSITION)
+}
+
+export interface Range {
+  offset: number
+  /** Undefined: to end of file. */
+  length: number | undefined
+}
+
+export function validateOptionsObject(options: unknown): Record<string, unknown> {
+  if (options === undefined) return {}
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
+  return options as Record<string, unknown>
+}
+
+export function validateRange(options: Record<string, unknown>): Range {
+  return {
+    offset: options.offset === undefined ? 0 : validateInteger(options.offset, 'options.offset', MAX_POSITION),
+    length: options.length === undefined ? undefined : validateInteger(options.length, 'options.length', MAX_POSITION),
+  }
+}
+
+export function validateSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined
+  if (!(value instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', value)
+  return value
+}
+
+export function validateCallback<F extends (...args: never[]) => unknown>(value: unknown, name: string): F | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw invalidArgType(name, 'of type function', value)
+  return value as F
+}
+
+export function validateBoolean(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value)
+  return value
+}
+
+export type FileSource = string | URL | fs.promises.FileHandle | number
+
+export function isFileHandle(value: unknown): value is fs.promises.FileHandle {
+  return typeof value === 'object' && value !== null && typeof (value as fs.promises.FileHandle).fd === 'number' && typeof (value as fs.promises.FileHandle).stat === 'function' && typeof (value as fs.promises.FileHandle).close === 'function'
+}
+
+export function validateFileSource(value: unknown, name: string, allowHandle = true): FileSource {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument '${name}' must be a string, Uint8Array, or URL without null bytes. Received ${util.inspect(value)}`)
+    return value
+  }
+  if (value instanceof URL) {
+    if (value.protocol !== 'file:') throw codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The URL must be of scheme file. Received ${value.href}`)
+    return value
+  }
+  if (typeof value === 'number') return validateFd(value, name)
+  if (allowHandle && isFileHandle(value)) return value
+  throw invalidArgType(name, allowHandle ? 'of type string or an instance of URL or FileHandle, or a file descriptor' : 'of type string or an instance of URL, or a file descriptor', value)
+}
+
+export function pathOf(source: string | URL): string {
+  return source instanceof URL ? fileURLToPath(source) : source
+}
