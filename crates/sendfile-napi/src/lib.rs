@@ -197,12 +197,32 @@ fn start_job<'env, S: Stepwise>(
 ) -> Result<PromiseRaw<'env, NativeOutcome>> {
   let fds =
     sendfile_core::duplicate(out_fd).and_then(|out| Ok((out, sendfile_core::duplicate(in_fd)?)));
-  match fds {
-    Ok((out, input)) => {
-      let job = make_job(input);
-      env.spawn_future(async move { Ok(run(out, job).await) })
+  let (out, input) = match fds {
+    Ok(fds) => fds,
+    Err(errno) => {
+      return env.spawn_future(async move { Ok(NativeOutcome::new(0, Some(errno), "none")) })
     }
-    Err(errno) => env.spawn_future(async move { Ok(NativeOutcome::new(0, Some(errno), "none")) }),
+  };
+  let job = make_job(input);
+  match sendfile_core::wait_strategy(&out) {
+    Ok(WaitStrategy::Readiness) => env.spawn_future(async move { Ok(run_ready(out, job).await) }),
+    // Straight onto the blocking pool, without a hop through an async worker first. The thread
+    // checks for a cancel before each chunk and reports what it did, so a cancelled copy has
+    // stopped writing by the time its promise settles.
+    Ok(WaitStrategy::Blocking) => {
+      let blocking = spawn_blocking(move || run_blocking(out, job));
+      env.spawn_future(async move {
+        Ok(
+          blocking
+            .await
+            .unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")),
+        )
+      })
+    }
+    Err(errno) => {
+      let outcome = job.finish(Some(errno));
+      env.spawn_future(async move { Ok(outcome) })
+    }
   }
 }
 
@@ -296,18 +316,6 @@ pub fn copy_range_async<'env>(
   start_job(env, destination_fd, source_fd, |input| {
     Job::new(input, copy, max_chunk, control, on_progress)
   })
-}
-
-async fn run<S: Stepwise>(out: OwnedFd, job: Job<S>) -> NativeOutcome {
-  match sendfile_core::wait_strategy(&out) {
-    Ok(WaitStrategy::Readiness) => run_ready(out, job).await,
-    // The blocking thread checks for a cancel before each chunk and reports what it copied,
-    // so a cancelled copy has stopped writing by the time its promise settles.
-    Ok(WaitStrategy::Blocking) => tokio::task::spawn_blocking(move || run_blocking(out, job))
-      .await
-      .unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")),
-    Err(errno) => job.finish(Some(errno)),
-  }
 }
 
 fn run_blocking<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome {
