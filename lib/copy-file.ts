@@ -6,7 +6,7 @@ import { CHUNK_SIZE, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } 
 import { FileSource, MAX_POSITION, Range, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
 import { TransferReport, newReport, publish, reporting } from './report.js'
 import { CopyFileOptions, CopyFileSyncOptions } from './options.js'
-import { OpenedFile, fdOfHandle, openSource, openSourceSync, rangeTotal } from './source.js'
+import { OpenedFile, fdOfHandle, nativeCount, openSource, openSourceSync, rangeTotal } from './source.js'
 import { FALLBACK_CHUNK, streamRange } from './stream-fallback.js'
 
 export interface CopyJob {
@@ -96,11 +96,6 @@ export function openDestinationSync(destination: FileSource, source: OpenedFile,
   return { fd, path: file, ownsPosition: true, close: async () => fs.closeSync(fd), closeSync: () => fs.closeSync(fd) }
 }
 
-/** Bytes to ask the kernel for: the exact range when the size is known (a growing file sends no more), else up to end of file. */
-export function nativeCount(total: number, range: Range): number {
-  return total >= 0 ? total : (range.length ?? 0)
-}
-
 /**
  * Copies a file (or a range of it) into another file inside the kernel and resolves with the
  * bytes copied: `copy_file_range(2)` (which reflinks on btrfs/XFS), then `sendfile(2)`, then
@@ -139,8 +134,7 @@ export function copyFile(source: string | URL | fs.promises.FileHandle | number,
       try {
         const total = rangeTotal(file.stats, job.range)
         const allHooks: TransferHooks = { ...hooks, total }
-        // The native count 0 means "to end of file": an empty range must never reach it.
-        if (total === 0 || job.range.length === 0) return 0
+        if (total === 0) return 0
         if (nativeBinding === null) {
           warnNotZeroCopy()
           report.method = 'stream'
@@ -187,7 +181,7 @@ export function copyFileSync(source: string | URL | number, destination: string 
       const out = openDestinationSync(validated.destination, file, job)
       try {
         const total = rangeTotal(file.stats, job.range)
-        if (total === 0 || job.range.length === 0) return 0
+        if (total === 0) return 0
         if (nativeBinding === null) {
           warnNotZeroCopy()
           report.method = 'stream'

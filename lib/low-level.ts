@@ -73,13 +73,13 @@ export function asSendfileError(error: unknown): unknown {
  * semantics (short count on a full non-blocking fd). With `null` it cannot: bytes read from the
  * file position but refused by a full destination could not be put back (Node has no lseek).
  */
-export function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number, count: number): number {
+export function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): number {
   warnNotZeroCopy()
   if (offset < 0) throw unsupported('sendfileSync with a null offset needs the native binding; pass an explicit offset (or use sendfile) on this platform.', nativeLoadError)
   const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
   let sent = 0
   for (;;) {
-    const wanted = count === 0 ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
+    const wanted = count === null ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
     if (wanted <= 0) return sent
     let read: number
     try {
@@ -104,14 +104,14 @@ export function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: n
 }
 
 /** {@link sendfile} without the native binding: the whole range, waiting out `EAGAIN`. */
-export async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number): Promise<number> {
+export async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): Promise<number> {
   warnNotZeroCopy()
   const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
   const read = util.promisify(fs.read)
   let sent = 0
   try {
     for (;;) {
-      const wanted = count === 0 ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
+      const wanted = count === null ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
       if (wanted <= 0) return sent
       const { bytesRead } = await read(inFd, buffer, 0, wanted, offset < 0 ? null : offset + sent)
       if (bytesRead === 0) return sent

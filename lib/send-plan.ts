@@ -6,7 +6,7 @@ import { SystemError, unsupported } from './errors.js'
 import { CHUNK_SIZE, FALLBACK_ERRNOS, NativeBinding, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
 import { FileSource, Range } from './validate.js'
 import { TransferReport } from './report.js'
-import { OpenedFile, REPORTS_SIZE_ZERO, isEmptyFrom, rangeTotal, whyNotSendable } from './source.js'
+import { OpenedFile, REPORTS_SIZE_ZERO, isEmptyFrom, nativeCount, rangeTotal, whyNotSendable } from './source.js'
 
 export interface SendFileJob {
   source: FileSource
@@ -53,8 +53,8 @@ export async function sendPlanned(
   // callbacks keeps the event loop free.
   const idleTimeout = target instanceof net.Socket && (target.timeout ?? 0) > 0
   const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: idleTimeout ? () => refreshIdleTimer(target) : undefined }
-  // The native count 0 means "to end of file": an empty range must never reach it.
-  if (total === 0 || job.range.length === 0) return 0
+  // Nothing to send: no path to take, nothing to report as zero-copy or fallback.
+  if (total === 0) return 0
   let reason = planSend(file, targetFd, target).fallbackReason
   if (reason === undefined) {
     const native = nativeBinding as NativeBinding
@@ -62,7 +62,7 @@ export async function sendPlanned(
     register(run)
     report.method = 'sendfile'
     try {
-      const count = total > 0 ? total : (job.range.length ?? 0)
+      const count = nativeCount(total, job.range)
       const result = await run.run((control, onProgress) => native.sendfileAsync(targetFd, file.fd, job.range.offset, count, CHUNK_SIZE, control, onProgress), 'sendfile', { path: file.path })
       return (report.bytes = result.bytes)
     } catch (error) {

@@ -83,7 +83,16 @@ export function describeOpened(fd: number, file: string): OpenedFile {
 
 /** The bytes a range of this file holds now, or -1 when its size cannot be known in advance. */
 export function rangeTotal(stats: fs.Stats, range: Range): number {
+  if (range.length === 0) return 0
   if (!stats.isFile() || stats.size === 0) return -1
   const available = Math.max(0, stats.size - range.offset)
   return range.length === undefined ? available : Math.min(range.length, available)
+}
+
+/**
+ * The count to ask the binding for: the exact range when the size is known (a file that grows
+ * meanwhile sends no more), else `null`, up to end of file (or the requested length).
+ */
+export function nativeCount(total: number, range: Range): number | null {
+  return total >= 0 ? total : (range.length ?? null)
 }

@@ -26,9 +26,9 @@ export function validateOffset(value: unknown, name = 'offset'): number {
   return value === null || value === undefined ? -1 : validateInteger(value, name, MAX_POSITION)
 }
 
-/** `undefined` → 0, "until end of file". */
-export function validateCount(value: unknown, name = 'count'): number {
-  return value === undefined ? 0 : validateInteger(value, name, MAX_POSITION)
+/** `undefined` or 0 → `null`, the binding's "until end of file"; any other count is exact. */
+export function validateCount(value: unknown, name = 'count'): number | null {
+  return value === undefined ? null : validateInteger(value, name, MAX_POSITION) || null
 }
 
 export interface Range {

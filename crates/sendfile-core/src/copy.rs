@@ -17,7 +17,7 @@ pub enum CopyMethod {
 
 const READ_WRITE_BUFFER: usize = 1024 * 1024;
 
-/// A copy of `count` bytes (0: to end of file) from `source_offset` in one file to
+/// A copy of `count` bytes (`None`: to end of file) from `source_offset` in one file to
 /// `destination_offset` in another. Neither file position changes, unless the caller allows
 /// the destination's to (then `sendfile`, which writes at the file position, may be used).
 #[derive(Debug)]
@@ -50,13 +50,13 @@ impl FileCopy {
   pub fn new(
     source_offset: u64,
     destination_offset: u64,
-    count: u64,
+    count: Option<u64>,
     may_move_destination_position: bool,
   ) -> Self {
     FileCopy {
       source_offset: i64::try_from(source_offset).unwrap_or(i64::MAX),
       destination_offset: i64::try_from(destination_offset).unwrap_or(i64::MAX),
-      remaining: (count > 0).then_some(count),
+      remaining: count,
       bytes_copied: 0,
       method: CopyMethod::CopyFileRange,
       may_move_destination_position,

@@ -57,19 +57,20 @@ pub struct Transfer {
 }
 
 impl Transfer {
-  /// A transfer of `count` bytes from `position`; `count == 0` means "until end of file", as in
-  /// the classic `sendfile(sock, file, 0, 0)` (the BSD convention, applied on every OS).
+  /// A transfer of `count` bytes from `position`, or (`None`) until end of file. The public
+  /// APIs spell "until end of file" as count 0, like the classic `sendfile(sock, file, 0, 0)`
+  /// (the BSD convention, applied on every OS); they map it to `None` at their edge.
   ///
   /// Offsets above `i64::MAX` cannot name a byte of any file; they are clamped there so the
   /// kernel answers them the way it answers any offset past end of file.
-  pub fn new(position: Position, count: u64) -> Self {
+  pub fn new(position: Position, count: Option<u64>) -> Self {
     let offset = match position {
       Position::Current => None,
       Position::At(offset) => Some(i64::try_from(offset).unwrap_or(i64::MAX)),
     };
     Transfer {
       offset,
-      remaining: (count > 0).then_some(count),
+      remaining: count,
       bytes_sent: 0,
     }
   }

@@ -48,7 +48,8 @@ fn whole_file_to_a_pipe_with_count_zero() {
   let source = Fixture::new("whole", &contents);
   let (reader, writer) = pipe().expect("pipe");
   let reader_thread = std::thread::spawn(move || drain(File::from(reader)));
-  let outcome = Transfer::new(Position::At(0), 0).run_blocking(writer.as_fd(), source.file.as_fd());
+  let outcome =
+    Transfer::new(Position::At(0), None).run_blocking(writer.as_fd(), source.file.as_fd());
   drop(writer);
   assert_eq!(
     outcome,
@@ -66,7 +67,7 @@ fn explicit_offset_leaves_the_file_position_alone() {
   let source = Fixture::new("offset", &contents);
   let (reader, writer) = pipe().expect("pipe");
   let outcome =
-    Transfer::new(Position::At(1_000), 500).run_blocking(writer.as_fd(), source.file.as_fd());
+    Transfer::new(Position::At(1_000), Some(500)).run_blocking(writer.as_fd(), source.file.as_fd());
   drop(writer);
   assert_eq!(outcome.bytes_sent, 500);
   assert_eq!(drain(File::from(reader)), contents[1_000..1_500]);
@@ -80,7 +81,7 @@ fn current_position_is_read_and_advanced() {
   lseek(source.file.as_fd(), 2_000, Whence::SeekSet).expect("seek");
   let (reader, writer) = pipe().expect("pipe");
   let outcome =
-    Transfer::new(Position::Current, 3_000).run_blocking(writer.as_fd(), source.file.as_fd());
+    Transfer::new(Position::Current, Some(3_000)).run_blocking(writer.as_fd(), source.file.as_fd());
   drop(writer);
   assert_eq!(outcome.bytes_sent, 3_000);
   assert_eq!(drain(File::from(reader)), contents[2_000..5_000]);
@@ -88,12 +89,43 @@ fn current_position_is_read_and_advanced() {
 }
 
 #[test]
+fn an_empty_range_sends_nothing_while_none_means_end_of_file() {
+  let contents = pattern(5_000);
+  let source = Fixture::new("empty-range", &contents);
+  let (reader, writer) = pipe().expect("pipe");
+  let empty =
+    Transfer::new(Position::At(10), Some(0)).run_blocking(writer.as_fd(), source.file.as_fd());
+  assert_eq!(
+    empty,
+    Outcome {
+      bytes_sent: 0,
+      error: None
+    }
+  );
+  let to_end =
+    Transfer::new(Position::At(10), None).run_blocking(writer.as_fd(), source.file.as_fd());
+  drop(writer);
+  assert_eq!(to_end.bytes_sent, 4_990);
+  assert_eq!(drain(File::from(reader)), contents[10..]);
+  let mut copy = FileCopy::new(0, 0, Some(0), false);
+  let destination = File::create(source.path.with_file_name("empty-copy")).expect("create");
+  assert_eq!(
+    copy.run_blocking(destination.as_fd(), source.file.as_fd()),
+    Outcome {
+      bytes_sent: 0,
+      error: None
+    }
+  );
+  assert_eq!(destination.metadata().expect("stat").len(), 0);
+}
+
+#[test]
 fn offsets_at_and_past_end_of_file_send_nothing() {
   let source = Fixture::new("eof", &pattern(64));
   let (_reader, writer) = pipe().expect("pipe");
   for offset in [64, 65, 1 << 40, (1 << 53) - 1, i64::MAX as u64, u64::MAX] {
-    let outcome =
-      Transfer::new(Position::At(offset), 10).run_blocking(writer.as_fd(), source.file.as_fd());
+    let outcome = Transfer::new(Position::At(offset), Some(10))
+      .run_blocking(writer.as_fd(), source.file.as_fd());
     assert_eq!(
       outcome,
       Outcome {
@@ -116,7 +148,7 @@ fn a_full_non_blocking_socket_gives_a_short_count_then_eagain() {
     SockFlag::SOCK_NONBLOCK,
   )
   .expect("socketpair");
-  let mut transfer = Transfer::new(Position::At(0), 0);
+  let mut transfer = Transfer::new(Position::At(0), None);
   let first = transfer.run_blocking(ours.as_fd(), source.file.as_fd());
   assert!(
     first.error.is_none() && first.bytes_sent > 0 && first.bytes_sent < contents.len() as u64,
@@ -149,7 +181,7 @@ fn step_honours_the_chunk_cap_and_reports_bytes() {
   let contents = pattern(10_000);
   let source = Fixture::new("chunk", &contents);
   let (reader, writer) = pipe().expect("pipe");
-  let mut transfer = Transfer::new(Position::At(0), 0);
+  let mut transfer = Transfer::new(Position::At(0), None);
   assert_eq!(
     transfer.step(writer.as_fd(), source.file.as_fd(), 4_000),
     Ok(Step::Sent(4_000))
@@ -188,7 +220,7 @@ fn file_to_file_past_four_gibibytes() {
   let destination = source.path.with_file_name("destination");
   let out = File::create(&destination).expect("create destination");
   let outcome =
-    Transfer::new(Position::At(at - 10), 100).run_blocking(out.as_fd(), source.file.as_fd());
+    Transfer::new(Position::At(at - 10), Some(100)).run_blocking(out.as_fd(), source.file.as_fd());
   assert_eq!(
     outcome,
     Outcome {
@@ -207,7 +239,8 @@ fn errors_before_any_byte_are_reported() {
   let (reader, writer) = pipe().expect("pipe");
   assert_eq!(borrow_raw_fd(-1).err(), Some(Errno::EBADF));
   // Reading from a pipe: sendfile needs an mmap-able (seekable) source.
-  let outcome = Transfer::new(Position::At(0), 10).run_blocking(writer.as_fd(), reader.as_fd());
+  let outcome =
+    Transfer::new(Position::At(0), Some(10)).run_blocking(writer.as_fd(), reader.as_fd());
   assert_eq!(outcome.bytes_sent, 0);
   assert!(
     matches!(outcome.error, Some(Errno::EINVAL) | Some(Errno::ESPIPE)),
@@ -215,7 +248,7 @@ fn errors_before_any_byte_are_reported() {
   );
   // A read-only file is no destination.
   let outcome =
-    Transfer::new(Position::At(0), 10).run_blocking(source.file.as_fd(), source.file.as_fd());
+    Transfer::new(Position::At(0), Some(10)).run_blocking(source.file.as_fd(), source.file.as_fd());
   assert_eq!(outcome.error, Some(Errno::EBADF));
   assert_eq!(duplicate(-5).err(), Some(Errno::EBADF));
 }

@@ -16,13 +16,20 @@ fn position(offset: i64) -> Position {
   u64::try_from(offset).map_or(Position::Current, Position::At)
 }
 
-fn count(count: i64) -> u64 {
-  u64::try_from(count).unwrap_or(0)
+/// A byte offset from JS; `index.ts` has already refused negative and unsafe values.
+fn offset_of(offset: i64) -> u64 {
+  u64::try_from(offset).unwrap_or(0)
 }
 
-/// One blocking transfer. Returns the bytes sent, or `-errno` when nothing was sent.
+/// A byte count from JS: `null` means "until end of file", any number is exact (0 sends nothing).
+fn count(count: Option<i64>) -> Option<u64> {
+  count.map(offset_of)
+}
+
+/// One blocking transfer (`count` null: until end of file). Returns the bytes sent, or
+/// `-errno` when nothing was sent.
 #[napi(js_name = "sendfileSync", catch_unwind)]
-pub fn sendfile_sync(out_fd: i32, in_fd: i32, offset: i64, count_: i64) -> i64 {
+pub fn sendfile_sync(out_fd: i32, in_fd: i32, offset: i64, count_: Option<i64>) -> i64 {
   let fds = sendfile_core::borrow_raw_fd(out_fd)
     .and_then(|out| Ok((out, sendfile_core::borrow_raw_fd(in_fd)?)));
   let (out, input) = match fds {
@@ -240,7 +247,7 @@ pub fn sendfile_async<'env>(
   out_fd: i32,
   in_fd: i32,
   offset: i64,
-  count_: i64,
+  count_: Option<i64>,
   max_chunk: i64,
   control: &TransferControl,
   #[napi(ts_arg_type = "((bytesSent: number) => void) | undefined | null")] on_progress: Option<
@@ -253,7 +260,7 @@ pub fn sendfile_async<'env>(
   })
 }
 
-/// Copies `count` bytes (0: to end of file) from `sourceOffset` of one file to
+/// Copies `count` bytes (null: to end of file) from `sourceOffset` of one file to
 /// `destinationOffset` of another, on the calling thread. Neither file position moves unless
 /// `mayMoveDestinationPosition` (then `sendfile` may serve when `copy_file_range` cannot).
 #[napi(js_name = "copyRangeSync", catch_unwind)]
@@ -262,12 +269,12 @@ pub fn copy_range_sync(
   source_fd: i32,
   source_offset: i64,
   destination_offset: i64,
-  count_: i64,
+  count_: Option<i64>,
   may_move_destination_position: bool,
 ) -> NativeOutcome {
   let mut copy = FileCopy::new(
-    count(source_offset),
-    count(destination_offset),
+    offset_of(source_offset),
+    offset_of(destination_offset),
     count(count_),
     may_move_destination_position,
   );
@@ -299,7 +306,7 @@ pub fn copy_range_async<'env>(
   source_fd: i32,
   source_offset: i64,
   destination_offset: i64,
-  count_: i64,
+  count_: Option<i64>,
   may_move_destination_position: bool,
   max_chunk: i64,
   control: &TransferControl,
@@ -308,8 +315,8 @@ pub fn copy_range_async<'env>(
   >,
 ) -> Result<PromiseRaw<'env, NativeOutcome>> {
   let copy = FileCopy::new(
-    count(source_offset),
-    count(destination_offset),
+    offset_of(source_offset),
+    offset_of(destination_offset),
     count(count_),
     may_move_destination_position,
   );
