@@ -4,20 +4,20 @@ import * as fs from 'node:fs'
 import { abortError, codedError, errnoOf, systemError } from './errors.js'
 import { CHUNK_SIZE, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
 import { FileSource, MAX_POSITION, Range, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
-import { TransferReport, newReport, publish, reporting } from './report.js'
+import { TransferReport, newReport, reporting, reportingSync } from './report.js'
 import { CopyFileOptions, CopyFileSyncOptions } from './options.js'
 import { OpenedFile, fdOfHandle, nativeCount, openSource, openSourceSync, rangeTotal } from './source.js'
 import { FALLBACK_CHUNK, streamRange } from './stream-fallback.js'
 
-export interface CopyJob {
+interface CopyJob {
   range: Range
   destinationOffset: number
   exclusive: boolean
 }
 
-export const COPYFILE_MODES = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE | fs.constants.COPYFILE_FICLONE_FORCE
+const COPYFILE_MODES = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE | fs.constants.COPYFILE_FICLONE_FORCE
 
-export function validateCopyOptions(source: unknown, destination: unknown, options: unknown, allowHandle: boolean): { source: FileSource; destination: FileSource; job: CopyJob; opts: Record<string, unknown> } {
+function validateCopyOptions(source: unknown, destination: unknown, options: unknown, allowHandle: boolean): { source: FileSource; destination: FileSource; job: CopyJob; opts: Record<string, unknown> } {
   const validSource = validateFileSource(source, 'source', allowHandle)
   const validDestination = validateFileSource(destination, 'destination', allowHandle)
   const opts = validateOptionsObject(options)
@@ -38,7 +38,7 @@ export function validateCopyOptions(source: unknown, destination: unknown, optio
   }
 }
 
-export interface OpenedDestination {
+interface OpenedDestination {
   fd: number
   path?: string
   /** Whether this package opened the file, so its position is ours to move (sendfile writes at the position). */
@@ -48,14 +48,14 @@ export interface OpenedDestination {
 }
 
 /** Open flags for a path destination, like fs.copyFile: create or truncate; never truncate the source itself. */
-export function destinationFlags(source: fs.Stats, existing: fs.Stats | undefined, job: CopyJob, file: string, sourcePath: string | undefined): number {
+function destinationFlags(source: fs.Stats, existing: fs.Stats | undefined, job: CopyJob, file: string, sourcePath: string | undefined): number {
   const { O_WRONLY, O_CREAT, O_TRUNC, O_EXCL } = fs.constants
   const sameFile = existing !== undefined && existing.dev === source.dev && existing.ino === source.ino
   if (sameFile && job.exclusive) throw systemError(errnoOf('EEXIST'), 'copyfile', { path: sourcePath, dest: file })
   return sameFile ? O_WRONLY : O_WRONLY | O_CREAT | O_TRUNC | (job.exclusive ? O_EXCL : 0)
 }
 
-export function statIfExists(file: string): fs.Stats | undefined {
+function statIfExists(file: string): fs.Stats | undefined {
   try {
     return fs.statSync(file)
   } catch (error) {
@@ -64,7 +64,7 @@ export function statIfExists(file: string): fs.Stats | undefined {
   }
 }
 
-export async function openDestination(destination: FileSource, source: OpenedFile, job: CopyJob): Promise<OpenedDestination> {
+async function openDestination(destination: FileSource, source: OpenedFile, job: CopyJob): Promise<OpenedDestination> {
   if (typeof destination === 'number') return { fd: destination, ownsPosition: false, close: async () => {}, closeSync: () => {} }
   if (isFileHandle(destination)) return { fd: fdOfHandle(destination), ownsPosition: false, close: async () => {}, closeSync: () => {} }
   const file = pathOf(destination)
@@ -83,7 +83,7 @@ export async function openDestination(destination: FileSource, source: OpenedFil
   return { fd: handle.fd, path: file, ownsPosition: true, close: () => handle.close(), closeSync: () => fs.closeSync(handle.fd) }
 }
 
-export function openDestinationSync(destination: FileSource, source: OpenedFile, job: CopyJob): OpenedDestination {
+function openDestinationSync(destination: FileSource, source: OpenedFile, job: CopyJob): OpenedDestination {
   if (typeof destination === 'number') return { fd: destination, ownsPosition: false, close: async () => {}, closeSync: () => {} }
   const file = pathOf(destination as string | URL)
   const permissions = source.stats.mode & 0o7777
@@ -175,7 +175,7 @@ export function copyFileSync(source: string | URL | number, destination: string 
   const validated = validateCopyOptions(source, destination, options, false)
   const { job } = validated
   const report = newReport('copyFileSync', validated.destination)
-  try {
+  return reportingSync(report, () => {
     const file = openSourceSync(validated.source)
     try {
       const out = openDestinationSync(validated.destination, file, job)
@@ -190,25 +190,18 @@ export function copyFileSync(source: string | URL | number, destination: string 
         }
         const outcome = nativeBinding.copyRangeSync(out.fd, file.fd, job.range.offset, job.destinationOffset, nativeCount(total, job.range), out.ownsPosition)
         report.method = outcome.method as TransferReport['method']
-        report.bytes = outcome.bytesSent
         if (outcome.errno !== 0) throw systemError(outcome.errno, 'copyfile', { path: file.path, dest: out.path, bytesSent: outcome.bytesSent })
-        return outcome.bytesSent
+        return (report.bytes = outcome.bytesSent)
       } finally {
         out.closeSync()
       }
     } finally {
       file.closeSync()
     }
-  } catch (error) {
-    report.error = error
-    throw error
-  } finally {
-    report.zeroCopy = report.method === 'sendfile' || report.method === 'copy_file_range'
-    publish(report)
-  }
+  })
 }
 
-export async function writeAllAt(fd: number, chunk: Buffer, position: number): Promise<void> {
+async function writeAllAt(fd: number, chunk: Buffer, position: number): Promise<void> {
   let written = 0
   while (written < chunk.length) {
     written += await new Promise<number>((resolve, reject) =>
@@ -217,7 +210,7 @@ export async function writeAllAt(fd: number, chunk: Buffer, position: number): P
   }
 }
 
-export function copyRangeThroughBuffer(file: OpenedFile, destinationFd: number, job: CopyJob): number {
+function copyRangeThroughBuffer(file: OpenedFile, destinationFd: number, job: CopyJob): number {
   const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
   let copied = 0
   for (;;) {

@@ -1,7 +1,7 @@
 /** Errors in the shapes Node's own APIs use: ERR_* codes, system errors with errno/syscall/path, AbortError. */
 import * as util from 'node:util'
 
-export type NodeErrorCode =
+type NodeErrorCode =
   | 'ERR_INVALID_ARG_TYPE'
   | 'ERR_OUT_OF_RANGE'
   | 'ERR_INVALID_ARG_VALUE'
@@ -16,7 +16,7 @@ export function codedError<E extends Error, C extends NodeErrorCode>(ErrorClass:
   return error
 }
 
-export function describeReceived(value: unknown): string {
+function describeReceived(value: unknown): string {
   if (value === null || value === undefined) return ` Received ${value}`
   if (typeof value === 'function') return ` Received function ${value.name || '<anonymous>'}`
   if (typeof value === 'object') {
@@ -50,7 +50,7 @@ export interface SystemError extends Error {
 
 /** errno → [code, description]; Node builds a new map on every call (~13 µs), so build it once. */
 let systemErrors: Map<number, [string, string]> | undefined
-export function systemErrorMap(): Map<number, [string, string]> {
+function systemErrorMap(): Map<number, [string, string]> {
   return (systemErrors ??= util.getSystemErrorMap())
 }
 

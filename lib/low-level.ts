@@ -63,7 +63,7 @@ export async function sendfile(outFd: number, inFd: number, offset?: number | nu
 }
 
 /** `read`/`write` through a buffer: `syscall` names in errors stay `sendfile`, as callers expect. */
-export function asSendfileError(error: unknown): unknown {
+function asSendfileError(error: unknown): unknown {
   const errno = (error as NodeJS.ErrnoException).errno
   return typeof errno === 'number' ? systemError(errno, 'sendfile') : error
 }
@@ -73,7 +73,7 @@ export function asSendfileError(error: unknown): unknown {
  * semantics (short count on a full non-blocking fd). With `null` it cannot: bytes read from the
  * file position but refused by a full destination could not be put back (Node has no lseek).
  */
-export function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): number {
+function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): number {
   warnNotZeroCopy()
   if (offset < 0) throw unsupported('sendfileSync with a null offset needs the native binding; pass an explicit offset (or use sendfile) on this platform.', nativeLoadError)
   const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
@@ -104,7 +104,7 @@ export function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: n
 }
 
 /** {@link sendfile} without the native binding: the whole range, waiting out `EAGAIN`. */
-export async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): Promise<number> {
+async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): Promise<number> {
   warnNotZeroCopy()
   const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
   const read = util.promisify(fs.read)

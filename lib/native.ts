@@ -51,7 +51,7 @@ export interface TransferHooks {
   onMoved?: () => void
 }
 
-export interface NativeResult {
+interface NativeResult {
   bytes: number
   method: TransferReport['method']
 }

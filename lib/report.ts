@@ -36,7 +36,7 @@ export interface TransferReport {
  */
 export const transferChannel: diagnosticsChannel.Channel = diagnosticsChannel.channel('@zerocopy/sendfile:transfer')
 
-export function publish(report: TransferReport): void {
+function publish(report: TransferReport): void {
   if (transferChannel.hasSubscribers) transferChannel.publish(report)
 }
 
@@ -45,13 +45,33 @@ export async function reporting<T extends number>(report: TransferReport, operat
   try {
     return await operation()
   } catch (error) {
-    report.error = error
-    report.bytes = (error as SystemError).bytesSent ?? report.bytes
+    failed(report, error)
     throw error
   } finally {
-    report.zeroCopy = report.method === 'sendfile' || report.method === 'copy_file_range'
-    publish(report)
+    settled(report)
   }
+}
+
+/** {@link reporting} for synchronous operations. */
+export function reportingSync<T extends number>(report: TransferReport, operation: () => T): T {
+  try {
+    return operation()
+  } catch (error) {
+    failed(report, error)
+    throw error
+  } finally {
+    settled(report)
+  }
+}
+
+function failed(report: TransferReport, error: unknown): void {
+  report.error = error
+  report.bytes = (error as SystemError).bytesSent ?? report.bytes
+}
+
+function settled(report: TransferReport): void {
+  report.zeroCopy = report.method === 'sendfile' || report.method === 'copy_file_range'
+  publish(report)
 }
 
 export function newReport(operation: TransferReport['operation'], target: TransferReport['target']): TransferReport {

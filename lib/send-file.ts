@@ -56,7 +56,7 @@ export function sendFile(target: net.Socket | number, source: string | URL | fs.
   }
 }
 
-export function sendFileToFd(targetFd: number, job: SendFileJob): Promise<number> {
+function sendFileToFd(targetFd: number, job: SendFileJob): Promise<number> {
   const report = newReport('sendFile', targetFd)
   return reporting(report, async () => {
     const file = await openSource(job.source)

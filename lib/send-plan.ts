@@ -16,22 +16,17 @@ export interface SendFileJob {
   fallback: boolean
 }
 
-export interface SendPlan {
-  /** Undefined when zero-copy is possible. */
-  fallbackReason?: string
-}
-
-export function planSend(file: OpenedFile, targetFd: number, target: net.Socket | number): SendPlan {
+/** Why this transfer cannot be zero-copy, or undefined when it can. */
+function whyNoZeroCopy(file: OpenedFile, targetFd: number, target: net.Socket | number): string | undefined {
   if (nativeBinding === null) {
     warnNotZeroCopy()
-    return { fallbackReason: 'the native binding is not loaded' }
+    return 'the native binding is not loaded'
   }
-  if (targetFd < 0) return { fallbackReason: target instanceof tls.TLSSocket ? 'the socket is a TLS socket' : 'the socket has no file descriptor' }
-  const notSendable = whyNotSendable(file.stats)
-  return { fallbackReason: notSendable }
+  if (targetFd < 0) return target instanceof tls.TLSSocket ? 'the socket is a TLS socket' : 'the socket has no file descriptor'
+  return whyNotSendable(file.stats)
 }
 
-export function unsupportedBeforeAnyByte(reason: string): Error {
+function unsupportedBeforeAnyByte(reason: string): Error {
   return unsupported(`Zero-copy is impossible here (${reason}) and options.fallback is false.`)
 }
 
@@ -55,7 +50,7 @@ export async function sendPlanned(
   const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: idleTimeout ? () => refreshIdleTimer(target) : undefined }
   // Nothing to send: no path to take, nothing to report as zero-copy or fallback.
   if (total === 0) return 0
-  let reason = planSend(file, targetFd, target).fallbackReason
+  let reason = whyNoZeroCopy(file, targetFd, target)
   if (reason === undefined) {
     const native = nativeBinding as NativeBinding
     const run = new NativeRun(native, hooks)
@@ -86,6 +81,6 @@ export async function sendPlanned(
  * Bytes the kernel sends bypass the stream, so the socket's `setTimeout` idle timer would
  * fire on a transfer that is still moving; stream writes re-arm it through this same method.
  */
-export function refreshIdleTimer(socket: net.Socket): void {
+function refreshIdleTimer(socket: net.Socket): void {
   ;(socket as unknown as { _unrefTimer?: () => void })._unrefTimer?.()
 }

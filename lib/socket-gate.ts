@@ -8,7 +8,7 @@ import { OpenedFile, openSource } from './source.js'
 import { streamRange, untilAborted } from './stream-fallback.js'
 import { SendFileJob, sendPlanned } from './send-plan.js'
 
-export interface SocketHandle {
+interface SocketHandle {
   fd?: number
 }
 
@@ -43,29 +43,29 @@ export function socketFd(socket: net.Socket): number {
 // the Writable's buffer until we call the marker's callback after the file: no reordering,
 // no interleaving, and the socket stays usable afterwards.
 
-export type WriteCallback = (error?: Error | null) => void
-export type WriteFn = (this: net.Socket, chunk: Buffer | string, encoding: BufferEncoding, callback: WriteCallback) => void
-export type WritevFn = (this: net.Socket, chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, callback: WriteCallback) => void
-export type DestroyFn = (this: net.Socket, error: Error | null, callback: (error: Error | null) => void) => void
+type WriteCallback = (error?: Error | null) => void
+type WriteFn = (this: net.Socket, chunk: Buffer | string, encoding: BufferEncoding, callback: WriteCallback) => void
+type WritevFn = (this: net.Socket, chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, callback: WriteCallback) => void
+type DestroyFn = (this: net.Socket, error: Error | null, callback: (error: Error | null) => void) => void
 
-export interface SocketWriters {
+interface SocketWriters {
   write: WriteFn
   writev: WritevFn | null
 }
 
-export interface SocketInternals {
+interface SocketInternals {
   _write: WriteFn
   _writev: WritevFn | null
   _destroy: DestroyFn
 }
 
 /** Marker buffer → the file transfer it stands for. */
-export const queuedSends = new WeakMap<object, (callback: () => void) => void>()
-export const gatedSockets = new WeakMap<net.Socket, SocketWriters>()
+const queuedSends = new WeakMap<object, (callback: () => void) => void>()
+const gatedSockets = new WeakMap<net.Socket, SocketWriters>()
 /** The running transfer of a socket, so that destroying the socket cancels it at once. */
-export const runningSends = new WeakMap<net.Socket, (reason: unknown) => void>()
+const runningSends = new WeakMap<net.Socket, (reason: unknown) => void>()
 
-export function gate(socket: net.Socket): SocketWriters {
+function gate(socket: net.Socket): SocketWriters {
   const existing = gatedSockets.get(socket)
   if (existing) return existing
   const internals = socket as unknown as SocketInternals
@@ -113,17 +113,17 @@ export function gate(socket: net.Socket): SocketWriters {
 }
 
 
-export function streamDestroyed(): Error {
+function streamDestroyed(): Error {
   return codedError(Error, 'ERR_STREAM_DESTROYED', 'The socket was destroyed before sendFile finished')
 }
 
 /** A connection the peer has dropped: sendFile rejects, and the socket is destroyed quietly. */
-export function isConnectionLost(error: unknown): boolean {
+function isConnectionLost(error: unknown): boolean {
   const code = (error as SystemError | undefined)?.code
   return code === 'EPIPE' || code === 'ECONNRESET'
 }
 
-export function whenConnected(socket: net.Socket): Promise<void> {
+function whenConnected(socket: net.Socket): Promise<void> {
   if (!socket.connecting) return Promise.resolve()
   return new Promise((resolve, reject) => {
     const done = (error?: Error) => {
@@ -168,7 +168,7 @@ export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<
   })
 }
 
-export function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWriters): Promise<number> {
+function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWriters): Promise<number> {
   const report = newReport('sendFile', socket)
   return reporting(report, async () => {
     let file: OpenedFile | undefined
@@ -211,7 +211,7 @@ export function runSocketSend(socket: net.Socket, job: SendFileJob, writers: Soc
  * Writes one chunk with the socket's own writer (encrypting it on a TLS socket), bypassing our
  * queue. A write that never completes (the socket destroyed under it) ends with `cancelled`.
  */
-export function writeThrough(socket: net.Socket, writers: SocketWriters, chunk: Buffer, cancelled: AbortSignal): Promise<void> {
+function writeThrough(socket: net.Socket, writers: SocketWriters, chunk: Buffer, cancelled: AbortSignal): Promise<void> {
   const written = new Promise<void>((resolve, reject) => writers.write.call(socket, chunk, 'buffer' as BufferEncoding, (error) => (error ? reject(error) : resolve())))
   return untilAborted(written, cancelled, (signal) => signal.reason)
 }

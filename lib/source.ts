@@ -31,7 +31,7 @@ export async function isEmptyFrom(fd: number, offset: number): Promise<boolean> 
   return bytesRead === 0
 }
 
-export function isDirectoryError(stats: fs.Stats, syscall: string, file?: string): SystemError | undefined {
+function isDirectoryError(stats: fs.Stats, syscall: string, file?: string): SystemError | undefined {
   return stats.isDirectory() ? systemError(errnoOf('EISDIR'), syscall, { path: file }) : undefined
 }
 
@@ -60,7 +60,7 @@ export function openSourceSync(source: FileSource): OpenedFile {
 }
 
 /** A caller's fd: described, never closed. */
-export function adoptSource(fd: number): OpenedFile {
+function adoptSource(fd: number): OpenedFile {
   const stats = fs.fstatSync(fd)
   const directory = isDirectoryError(stats, 'read')
   if (directory) throw directory
@@ -68,7 +68,7 @@ export function adoptSource(fd: number): OpenedFile {
 }
 
 /** An fd this package opened on `file`: described, and closed by the caller of this. */
-export function describeOpened(fd: number, file: string): OpenedFile {
+function describeOpened(fd: number, file: string): OpenedFile {
   try {
     const stats = fs.fstatSync(fd)
     const directory = isDirectoryError(stats, 'read', file)

@@ -8,7 +8,7 @@ import { codedError, invalidArgType, outOfRange } from './errors.js'
 /** Largest offset or count accepted: every byte position a JS number can name exactly. */
 export const MAX_POSITION = Number.MAX_SAFE_INTEGER
 /** File descriptors are non-negative C ints. */
-export const MAX_FD = 2 ** 31 - 1
+const MAX_FD = 2 ** 31 - 1
 
 export function validateInteger(value: unknown, name: string, max: number): number {
   if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType(name, 'of type number', value)
