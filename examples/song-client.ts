@@ -2,10 +2,9 @@
  * A client that sings its song to the server, straight from disk with sendfile(2), and listens
  * to the song the server sings back.
  */
-import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
-import { sendfile, socketFd } from '..'
+import { sendSong } from './send-song'
 
 function log(message: string): void {
   console.log(`[client] ${message}`)
@@ -34,15 +33,8 @@ export function singToServer(port: number, songPath: string): Promise<string> {
 }
 
 async function sing(socket: net.Socket, songPath: string): Promise<void> {
-  const fd = socketFd(socket)
-  if (fd < 0) throw new Error('the socket has no file descriptor to send to')
-  const song = await fs.promises.open(songPath, 'r')
-  try {
-    const sent = await sendfile(fd, song.fd, 0, 0)
-    log(`sent ${path.basename(songPath)} (${sent} bytes)`)
-  } finally {
-    await song.close()
-  }
+  const sent = await sendSong(socket, songPath)
+  log(`sent ${path.basename(songPath)} (${sent} bytes)`)
   // Half-close: tells the server the song is over while leaving our side open for its answer.
   socket.end()
 }

@@ -3,10 +3,9 @@
  * reply goes from the song file to the socket inside the kernel with sendfile(2), without
  * passing through JavaScript.
  */
-import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
-import { sendfile, socketFd } from '..'
+import { sendSong } from './send-song'
 
 export interface SongServer {
   port: number
@@ -18,17 +17,8 @@ function log(message: string): void {
 }
 
 async function singBack(socket: net.Socket, songPath: string): Promise<void> {
-  const fd = socketFd(socket)
-  // sendfile writes to the kernel socket itself, so it needs a real fd (not TLS, not closed).
-  if (fd < 0) throw new Error('the socket has no file descriptor to send to')
-  const song = await fs.promises.open(songPath, 'r')
-  try {
-    // Offset 0 and count 0: the whole file, whatever its size, without touching the file position.
-    const sent = await sendfile(fd, song.fd, 0, 0)
-    log(`sent ${path.basename(songPath)} (${sent} bytes)`)
-  } finally {
-    await song.close()
-  }
+  const sent = await sendSong(socket, songPath)
+  log(`sent ${path.basename(songPath)} (${sent} bytes)`)
   // Only now, after every byte left through the fd, may Node send the FIN.
   socket.end()
 }
