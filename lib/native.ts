@@ -88,13 +88,14 @@ export class NativeRun {
     try {
       if (signal?.aborted) throw abortError(signal)
       const outcome = await start(this.control, onProgress || onMoved ? (bytes) => this.progress(bytes) : undefined)
-      this.settled = true
       if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
       if (outcome.errno !== 0) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytesSent })
       this.progress(outcome.bytesSent, true)
+      // The final report is the caller's code too: if it threw, that is the outcome.
       if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
       return { bytes: outcome.bytesSent, method: outcome.method as NativeResult['method'] }
     } finally {
+      // Native progress calls still queued for the event loop arrive after this: ignored.
       this.settled = true
       signal?.removeEventListener('abort', onAbort)
     }
