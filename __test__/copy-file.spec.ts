@@ -1,4 +1,5 @@
 import test, { type ExecutionContext } from 'ava'
+import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
@@ -8,6 +9,7 @@ import { pathToFileURL } from 'node:url'
 
 import { copyFile, copyFileSync, socketFd, transferChannel, type TransferReport } from '..'
 import { byteAtPosition, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, writeFixture } from './helpers'
+import { eventually } from './socket-fixtures'
 
 const MiB = 1024 * 1024
 const CHUNK = 2 * MiB
@@ -931,4 +933,41 @@ test('socketFd rejects non-sockets with ERR_INVALID_ARG_TYPE', (t) => {
   for (const value of [{}, null, undefined, 3, { _handle: { fd: 3 } }, new net.Server()]) {
     t.throws(() => call(value), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' }, String(value))
   }
+})
+
+test.serial('a destination swapped for a link to the source during the copy never truncates the source', async (t) => {
+  const dir = tempDir(t)
+  const contents = pattern(64 * 1024, 79)
+  const source = writeFixture(dir, 'source', contents)
+  const destination = path.join(dir, 'destination')
+  // Another process flips `destination` between a regular file and a link to the source, as
+  // fast as it can, for as long as the copies run (bounded: it exits by itself after 60 s).
+  const swapper = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const fs = require('fs'); const [source, destination] = process.argv.slice(1); const until = Date.now() + 60_000;
+       while (Date.now() < until) {
+         try { fs.symlinkSync(source, destination + '.link'); fs.renameSync(destination + '.link', destination) } catch {}
+         try { fs.writeFileSync(destination + '.file', 'x'); fs.renameSync(destination + '.file', destination) } catch {}
+       }`,
+      source,
+      destination,
+    ],
+    { stdio: 'ignore' },
+  )
+  const exited = new Promise((resolve) => swapper.once('exit', resolve))
+  t.teardown(() => swapper.kill())
+  t.true(await eventually(() => fs.existsSync(destination)), 'the swapper runs')
+  let intact = 0
+  for (let round = 0; round < 300; round++) {
+    for (const copier of copiers) {
+      await copier.copy(source, destination).catch(() => {})
+      if (fs.statSync(source).size === contents.length) intact++
+    }
+  }
+  swapper.kill()
+  await exited
+  t.is(intact, 600, 'the source kept its size after every copy')
+  t.is(sha256(fs.readFileSync(source)), sha256(contents))
 })

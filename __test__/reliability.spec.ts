@@ -4,6 +4,7 @@
  */
 import test from 'ava'
 import fc from 'fast-check'
+import { execFile } from 'node:child_process'
 import { getEventListeners } from 'node:events'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
@@ -188,6 +189,15 @@ test.serial('an abort storm: 1000 transfers aborted at random moments all reject
   server.close()
   t.true((await fdsSettle(baseline)) <= baseline, 'no descriptor leaked')
   t.deepEqual(unexpected, [])
+})
+
+test.serial('100,000 sendFile calls queued on one socket and aborted leave the socket usable and the process alive', async (t) => {
+  const dir = tempDir(t)
+  const file = writeFixture(dir, 'queued.bin', pattern(64 * 1024, 67))
+  // In a child process: a regression here is a stack overflow, which would kill the runner.
+  const { stdout } = await util.promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(__dirname, 'children', 'queued-aborts.ts'), '100000', file], { timeout: 120_000 })
+  // Every call rejected, and the peer got the 8 MiB written before them and the write after, nothing else.
+  t.deepEqual(JSON.parse(stdout), { aborted: 100_000, other: 0, received: 8 * MiB + 'after'.length })
 })
 
 // ---------------------------------------------------------------------------------------------

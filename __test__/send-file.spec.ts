@@ -1,7 +1,9 @@
 import test, { type ExecutionContext } from 'ava'
+import { execFileSync } from 'node:child_process'
 import * as dgram from 'node:dgram'
 import { getEventListeners } from 'node:events'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
@@ -1192,3 +1194,78 @@ for (const transport of matrixTargets) {
     })
   }
 }
+
+/** The open flags of one of this process's fds, as the kernel reports them. */
+function fdFlags(fd: number): number {
+  const line = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').find((entry) => entry.startsWith('flags:'))
+  return Number.parseInt((line ?? '').slice('flags:'.length).trim(), 8)
+}
+
+test('an abort settles a sendFile blocked on a full blocking FIFO, and the fd keeps its flags', async (t) => {
+  const dir = tempDir(t)
+  const file = writeFixture(dir, 'big.bin', pattern(4 * MiB, 83))
+  const fifo = path.join(dir, 'fifo')
+  execFileSync('mkfifo', [fifo])
+  // A reader that never reads, and a writer opened without O_NONBLOCK: a write blocks when full.
+  const reader = openForTest(t, fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  const writer = openForTest(t, fifo, fs.constants.O_WRONLY)
+  const flagsBefore = fdFlags(writer)
+  t.is(flagsBefore & fs.constants.O_NONBLOCK, 0)
+  const controller = new AbortController()
+  const transfer = sendFile(writer, file, { signal: controller.signal })
+  transfer.catch(() => {})
+  // Blocked: the pipe holds what fit, and the transfer's duplicate of the writer is open.
+  t.true(await eventually(() => fdsOpenOn(fifo).length === 3), 'reader, writer and the transfer duplicate')
+  t.true(await isPending(transfer))
+  controller.abort()
+  const error = (await within(rejectionOf(transfer), 5000, 'the aborted sendFile')) as NodeJS.ErrnoException & { bytesSent?: number }
+  t.is(error.name, 'AbortError')
+  t.true(await eventually(() => fdsOpenOn(fifo).length === 2), 'the duplicate is closed')
+  t.is(fdFlags(writer), flagsBefore, 'O_NONBLOCK untouched')
+  // Exactly what the transfer reports went into the pipe, and nothing more follows.
+  let inPipe = 0
+  const chunk = Buffer.alloc(64 * 1024)
+  for (;;) {
+    try {
+      const read = fs.readSync(reader, chunk)
+      if (read === 0) break
+      inPipe += read
+    } catch (readError) {
+      if ((readError as NodeJS.ErrnoException).code === 'EAGAIN') break
+      throw readError
+    }
+  }
+  t.is(inPipe, error.bytesSent)
+})
+
+test('sendFile(res.socket) after res.writeHead() sends the held header first, then the body', async (t) => {
+  const dir = tempDir(t)
+  const contents = pattern(300_000, 89)
+  const file = writeFixture(dir, 'body.bin', contents)
+  const server = http.createServer(async (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': contents.length })
+    await sendFile(res.socket as net.Socket, file)
+    res.end()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as net.AddressInfo).port
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  for (let request = 0; request < 2; request++) {
+    const { status, body } = await within(
+      new Promise<{ status: number | undefined; body: Buffer }>((resolve, reject) => {
+        http.get({ port, host: '127.0.0.1', agent }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (chunk: Buffer) => chunks.push(chunk))
+          res.once('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }))
+          res.once('error', reject)
+        }).once('error', reject)
+      }),
+      10_000,
+      'the response',
+    )
+    t.is(status, 200)
+    t.is(sha256(body), sha256(contents), `request ${request + 1} on the kept-alive connection`)
+  }
+})

@@ -19,8 +19,7 @@ import {
   writeFixture,
   type SocketPair,
 } from './helpers'
-
-const MiB = 1024 * 1024
+import { MiB, eventually, fdsOpenOn, isPending, rejectionOf, sparseFile, within } from './socket-fixtures'
 
 interface Sender {
   name: string
@@ -388,3 +387,76 @@ async function makePipe(t: ExecutionContext): Promise<[number, number]> {
   })
   return [read, write]
 }
+
+test('an async transfer from a just-closed fd fails with EBADF and never copies the output into itself', async (t) => {
+  const dir = tempDir(t)
+  const contents = pattern(1000, 71)
+  const outFile = writeFixture(dir, 'out', contents)
+  const out = openForTest(t, outFile, 'r+')
+  const { sender } = await tcpPair(t)
+  for (const [what, outFd] of [
+    ['a regular file', out],
+    ['a socket', socketFd(sender)],
+  ] as const) {
+    // Closed just before the call, so its number is the lowest free one, where a plain dup of
+    // the output would land.
+    const closed = fs.openSync(outFile, 'r')
+    fs.closeSync(closed)
+    const error = (await t.throwsAsync(sendfile(outFd, closed, 0, 1000))) as NodeJS.ErrnoException
+    t.like(error, { code: 'EBADF', errno: -9, syscall: 'sendfile' }, what)
+  }
+  t.is(sha256(fs.readFileSync(outFile)), sha256(contents), 'the output is untouched')
+})
+
+test('a file sent into itself is refused where the ranges overlap and stops at its old end otherwise', async (t) => {
+  const dir = tempDir(t)
+  const contents = pattern(100_000, 73)
+  const file = writeFixture(dir, 'itself', contents)
+  const both = openForTest(t, file, 'r+')
+  // Read from 0 and written at the same fd's position 0: every byte read is one just written.
+  t.like(t.throws(() => sendfileSync(both, both, 0)), { code: 'EINVAL', syscall: 'sendfile' })
+  t.like(await t.throwsAsync(sendfile(both, both, 0)), { code: 'EINVAL', syscall: 'sendfile' })
+  t.like(t.throws(() => sendfileSync(both, both, null, 10)), { code: 'EINVAL', syscall: 'sendfile' })
+  t.is(fs.statSync(file).size, contents.length, 'nothing written')
+
+  // Written at the end through a second fd: until end of file means the end it started with.
+  const atEnd = openForTest(t, file, 'r+')
+  const appendAt = (fd: number) => fs.readSync(fd, Buffer.alloc(contents.length), 0, contents.length, null)
+  t.is(appendAt(atEnd), contents.length, 'the second fd now sits at the end')
+  t.is(sendfileSync(atEnd, both, 0), contents.length)
+  t.is(await sendfile(atEnd, both, 0), 2 * contents.length)
+  t.is(sha256(fs.readFileSync(file)), sha256(Buffer.concat([contents, contents, contents, contents])))
+})
+
+test('sendfile with a signal stops a transfer to a stalled peer, closes its duplicates and rejects with bytesSent', async (t) => {
+  const dir = tempDir(t)
+  const file = sparseFile(dir, 'stall.bin', 64 * MiB)
+  const fd = fs.openSync(file, 'r')
+  const { sender, receiver } = await tcpPair(t)
+  const controller = new AbortController()
+  const transfer = sendfile(socketFd(sender), fd, 0, undefined, { signal: controller.signal })
+  transfer.catch(() => {})
+  t.true(await eventually(() => fdsOpenOn(file).length === 2), 'our fd and the transfer duplicate')
+  // Closing the caller's fds does not stop a low-level transfer: its duplicates keep both open.
+  sender.destroy()
+  fs.closeSync(fd)
+  t.true(await isPending(transfer))
+  controller.abort()
+  const error = (await within(rejectionOf(transfer), 5000, 'the aborted transfer')) as NodeJS.ErrnoException & { bytesSent?: number }
+  t.is(error.name, 'AbortError')
+  t.is(error.code, 'ABORT_ERR')
+  t.true(typeof error.bytesSent === 'number' && error.bytesSent < 64 * MiB, String(error.bytesSent))
+  t.true(await eventually(() => fdsOpenOn(file).length === 0), 'the duplicate of the file is closed')
+  // The duplicate of the socket is closed too: the peer sees the end of the stream.
+  const received = await within(collect(receiver), 10_000, 'the peer seeing FIN')
+  t.is(received.length, error.bytesSent)
+})
+
+test('sendfile rejects an aborted signal before doing anything, and bad options as Node does', async (t) => {
+  const dir = tempDir(t)
+  const fd = openForTest(t, writeFixture(dir, 'source', pattern(10)))
+  const [, pipeWrite] = await makePipe(t)
+  t.like(await t.throwsAsync(sendfile(pipeWrite, fd, 0, undefined, { signal: AbortSignal.abort() })), { name: 'AbortError', code: 'ABORT_ERR' })
+  t.like(await t.throwsAsync(sendfile(pipeWrite, fd, 0, undefined, { signal: 'soon' as unknown as AbortSignal })), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.like(await t.throwsAsync(sendfile(pipeWrite, fd, 0, undefined, 5 as unknown as object)), { code: 'ERR_INVALID_ARG_TYPE' })
+})

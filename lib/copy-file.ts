@@ -1,7 +1,7 @@
 /** copyFile and copyFileSync: file to file inside the kernel. */
 import * as fs from 'node:fs'
 
-import { abortError, codedError, errnoOf, systemError } from './errors.js'
+import { abortError, codedError, systemError } from './errors.js'
 import { CHUNK_SIZE, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
 import { FileSource, MAX_POSITION, Range, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
 import { TransferReport, newReport, reporting, reportingSync } from './report.js'
@@ -47,53 +47,65 @@ interface OpenedDestination {
   closeSync(): void
 }
 
-/** Open flags for a path destination, like fs.copyFile: create or truncate; never truncate the source itself. */
-function destinationFlags(source: fs.Stats, existing: fs.Stats | undefined, job: CopyJob, file: string, sourcePath: string | undefined): number {
-  const { O_WRONLY, O_CREAT, O_TRUNC, O_EXCL } = fs.constants
-  const sameFile = existing !== undefined && existing.dev === source.dev && existing.ino === source.ino
-  if (sameFile && job.exclusive) throw systemError(errnoOf('EEXIST'), 'copyfile', { path: sourcePath, dest: file })
-  return sameFile ? O_WRONLY : O_WRONLY | O_CREAT | O_TRUNC | (job.exclusive ? O_EXCL : 0)
+/**
+ * Open flags for a path destination: created if missing (or, exclusive, only if missing), but
+ * never `O_TRUNC`. Between a check of the path and an open that truncates, the path can become
+ * a link to the source (another process renaming in a shared directory), and the source would
+ * be cut to nothing. So, as libuv's `uv_fs_copyfile` does, the opened file is compared with the
+ * source by device and inode first, and only a different file is truncated, through its fd.
+ */
+function destinationFlags(job: CopyJob): number {
+  const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants
+  return O_WRONLY | O_CREAT | (job.exclusive ? O_EXCL : 0)
 }
 
-function statIfExists(file: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(file)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
-  }
+/** Whether the opened destination is the source itself: then nothing may be truncated. */
+function isSourceItself(destination: fs.Stats, source: fs.Stats): boolean {
+  return destination.dev === source.dev && destination.ino === source.ino
+}
+
+function adoptedDestination(fd: number): OpenedDestination {
+  return { fd, ownsPosition: false, close: async () => {}, closeSync: () => {} }
 }
 
 async function openDestination(destination: FileSource, source: OpenedFile, job: CopyJob): Promise<OpenedDestination> {
-  if (typeof destination === 'number') return { fd: destination, ownsPosition: false, close: async () => {}, closeSync: () => {} }
-  if (isFileHandle(destination)) return { fd: fdOfHandle(destination), ownsPosition: false, close: async () => {}, closeSync: () => {} }
+  if (typeof destination === 'number') return adoptedDestination(destination)
+  if (isFileHandle(destination)) return adoptedDestination(fdOfHandle(destination))
   const file = pathOf(destination)
-  const existing = await fs.promises.stat(file).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined
-    throw error
-  })
   const permissions = source.stats.mode & 0o7777
-  const handle = await fs.promises.open(file, destinationFlags(source.stats, existing, job, file, source.path), permissions)
-  // Like fs.copyFile, the copy gets the source's permissions, whatever the umask.
+  const handle = await fs.promises.open(file, destinationFlags(job), permissions)
   try {
-    fs.fchmodSync(handle.fd, permissions)
-  } catch {
-    // Some filesystems refuse chmod; the copy itself is still good.
+    if (!isSourceItself(await handle.stat(), source.stats)) await handle.truncate(0)
+    setPermissions(handle.fd, permissions)
+  } catch (error) {
+    await handle.close()
+    throw error
   }
   return { fd: handle.fd, path: file, ownsPosition: true, close: () => handle.close(), closeSync: () => fs.closeSync(handle.fd) }
 }
 
 function openDestinationSync(destination: FileSource, source: OpenedFile, job: CopyJob): OpenedDestination {
-  if (typeof destination === 'number') return { fd: destination, ownsPosition: false, close: async () => {}, closeSync: () => {} }
+  if (typeof destination === 'number') return adoptedDestination(destination)
   const file = pathOf(destination as string | URL)
   const permissions = source.stats.mode & 0o7777
-  const fd = fs.openSync(file, destinationFlags(source.stats, statIfExists(file), job, file, source.path), permissions)
+  const fd = fs.openSync(file, destinationFlags(job), permissions)
+  try {
+    if (!isSourceItself(fs.fstatSync(fd), source.stats)) fs.ftruncateSync(fd, 0)
+    setPermissions(fd, permissions)
+  } catch (error) {
+    fs.closeSync(fd)
+    throw error
+  }
+  return { fd, path: file, ownsPosition: true, close: async () => fs.closeSync(fd), closeSync: () => fs.closeSync(fd) }
+}
+
+/** Like fs.copyFile, the copy gets the source's permissions, whatever the umask. */
+function setPermissions(fd: number, permissions: number): void {
   try {
     fs.fchmodSync(fd, permissions)
   } catch {
     // Some filesystems refuse chmod; the copy itself is still good.
   }
-  return { fd, path: file, ownsPosition: true, close: async () => fs.closeSync(fd), closeSync: () => fs.closeSync(fd) }
 }
 
 /**

@@ -2,10 +2,11 @@
 import * as fs from 'node:fs'
 import * as util from 'node:util'
 
-import { attachBytes, systemError, unsupported } from './errors.js'
-import { CHUNK_SIZE, nativeBinding, nativeLoadError, warnNotZeroCopy } from './native.js'
-import { validateCount, validateFd, validateOffset } from './validate.js'
-import { FALLBACK_CHUNK, writeAllToFd } from './stream-fallback.js'
+import { abortError, attachBytes, systemError, unsupported } from './errors.js'
+import { CHUNK_SIZE, NativeRun, nativeBinding, nativeLoadError, warnNotZeroCopy } from './native.js'
+import { validateCount, validateFd, validateOffset, validateOptionsObject, validateSignal } from './validate.js'
+import { FALLBACK_CHUNK, untilAborted, writeAllToFd } from './stream-fallback.js'
+import { SendfileOptions } from './options.js'
 
 /**
  * Copies bytes from the file `inFd` to `outFd` (a socket, pipe or regular file) inside the
@@ -43,23 +44,29 @@ export function sendfileSync(outFd: number, inFd: number, offset?: number | null
  * failure rejects with a Node-style system error whose `bytesSent` tells how far it got.
  *
  * `outFd` and `inFd` are duplicated before this returns: closing them while the transfer runs
- * never sends a byte to whatever reuses their numbers.
+ * never sends a byte to whatever reuses their numbers, and for the same reason closing them
+ * does not stop the transfer (the duplicates keep the socket and the file open until the last
+ * byte is sent). `options.signal` stops it, even while it waits on a full blocking pipe or
+ * socket: the promise rejects with an `AbortError` carrying `bytesSent`, and the duplicates
+ * are closed.
  *
  * @example
  * ```ts
  * const file = await fs.promises.open('song.txt')
- * const sent = await sendfile(socketFd(socket), file.fd, 0)   // whole file
+ * const sent = await sendfile(socketFd(socket), file.fd, 0, undefined, { signal: AbortSignal.timeout(30_000) })
  * ```
  */
-export async function sendfile(outFd: number, inFd: number, offset?: number | null, count?: number): Promise<number> {
+export async function sendfile(outFd: number, inFd: number, offset?: number | null, count?: number, options?: SendfileOptions): Promise<number> {
   const out = validateFd(outFd, 'outFd')
   const input = validateFd(inFd, 'inFd')
   const from = validateOffset(offset)
   const length = validateCount(count)
-  if (nativeBinding === null) return sendfileWithoutNative(out, input, from, length)
-  const outcome = await nativeBinding.sendfileAsync(out, input, from, length, CHUNK_SIZE, new nativeBinding.TransferControl())
-  if (outcome.errno !== 0) throw systemError(outcome.errno, 'sendfile', { bytesSent: outcome.bytesSent })
-  return outcome.bytesSent
+  const signal = validateSignal(validateOptionsObject(options).signal)
+  if (signal?.aborted) throw abortError(signal)
+  if (nativeBinding === null) return sendfileWithoutNative(out, input, from, length, signal)
+  const native = nativeBinding
+  const result = await new NativeRun(native, { signal, total: -1 }).run((control) => native.sendfileAsync(out, input, from, length, CHUNK_SIZE, control), 'sendfile', {})
+  return result.bytes
 }
 
 /** `read`/`write` through a buffer: `syscall` names in errors stay `sendfile`, as callers expect. */
@@ -104,7 +111,7 @@ function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number, 
 }
 
 /** {@link sendfile} without the native binding: the whole range, waiting out `EAGAIN`. */
-async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): Promise<number> {
+async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number | null, signal: AbortSignal | undefined): Promise<number> {
   warnNotZeroCopy()
   const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
   const read = util.promisify(fs.read)
@@ -113,9 +120,10 @@ async function sendfileWithoutNative(outFd: number, inFd: number, offset: number
     for (;;) {
       const wanted = count === null ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
       if (wanted <= 0) return sent
+      if (signal?.aborted) throw abortError(signal)
       const { bytesRead } = await read(inFd, buffer, 0, wanted, offset < 0 ? null : offset + sent)
       if (bytesRead === 0) return sent
-      await writeAllToFd(outFd, buffer.subarray(0, bytesRead))
+      await untilAborted(writeAllToFd(outFd, buffer.subarray(0, bytesRead), signal), signal)
       sent += bytesRead
     }
   } catch (error) {

@@ -1,6 +1,7 @@
 /** The native binding: loading it, the one-time warning without it, and NativeRun, which drives one native transfer with abort and progress. */
 import type * as Binding from '../binding.js'
 
+import { onAbort } from './abort.js'
 import { abortError, attachBytes, systemError } from './errors.js'
 import { TransferReport } from './report.js'
 
@@ -83,10 +84,9 @@ export class NativeRun {
 
   async run(start: (control: Binding.TransferControl, onProgress: ((bytes: number) => void) | undefined) => Promise<Binding.NativeOutcome>, syscall: string, paths: { path?: string; dest?: string }): Promise<NativeResult> {
     const { signal, onProgress, onMoved } = this.hooks
-    const onAbort = () => this.cancel(abortError(signal as AbortSignal))
-    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) throw abortError(signal)
+    const stopListening = signal === undefined ? undefined : onAbort(signal, () => this.cancel(abortError(signal)))
     try {
-      if (signal?.aborted) throw abortError(signal)
       const outcome = await start(this.control, onProgress || onMoved ? (bytes) => this.progress(bytes) : undefined)
       if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
       if (outcome.errno !== 0) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytesSent })
@@ -97,7 +97,7 @@ export class NativeRun {
     } finally {
       // Native progress calls still queued for the event loop arrive after this: ignored.
       this.settled = true
-      signal?.removeEventListener('abort', onAbort)
+      stopListening?.()
     }
   }
 

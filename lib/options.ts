@@ -1,5 +1,14 @@
 /** Options of the helpers. */
 
+/** Options of the low-level {@link sendfile}. */
+export interface SendfileOptions {
+  /**
+   * Stops the transfer: the promise rejects with an `AbortError` whose `bytesSent` says how far
+   * it got, and the transfer's private duplicates of `outFd` and `inFd` are closed.
+   */
+  signal?: AbortSignal
+}
+
 /** Options of {@link sendFile}. */
 export interface SendFileOptions {
   /** First byte of the source to send. Default 0. */

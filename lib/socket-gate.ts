@@ -1,7 +1,9 @@
 /** Sockets: socketFd, and the write gate that makes a sendFile a write in the socket's own queue. */
+import type * as http from 'node:http'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
 
+import { onAbort } from './abort.js'
 import { SystemError, abortError, codedError, invalidArgType } from './errors.js'
 import { newReport, reporting } from './report.js'
 import { OpenedFile, openSource } from './source.js'
@@ -61,6 +63,10 @@ interface SocketInternals {
 
 /** Marker buffer → the file transfer it stands for. */
 const queuedSends = new WeakMap<object, (callback: () => void) => void>()
+
+function isMarker(chunk: Buffer | string): boolean {
+  return typeof chunk === 'object' && queuedSends.has(chunk)
+}
 const gatedSockets = new WeakMap<net.Socket, SocketWriters>()
 /** The running transfer of a socket, so that destroying the socket cancels it at once. */
 const runningSends = new WeakMap<net.Socket, (reason: unknown) => void>()
@@ -80,23 +86,42 @@ function gate(socket: net.Socket): SocketWriters {
   if (writers.writev !== null) {
     const writev = writers.writev
     internals._writev = function (chunks, callback) {
-      if (!chunks.some(({ chunk }) => typeof chunk === 'object' && queuedSends.has(chunk))) return writev.call(this, chunks, callback)
-      // Plain writes between markers go out in order, each run as one writev.
+      if (!chunks.some(({ chunk }) => isMarker(chunk))) return writev.call(this, chunks, callback)
+      // Plain writes between markers go out in order, each run as one writev. A loop, not a
+      // recursion: the marker of a send aborted while queued completes synchronously, and a
+      // batch of thousands of them would otherwise nest a few stack frames each.
       let index = 0
+      let looping = false
+      let completedDuringLoop = false
       const next: WriteCallback = (error) => {
         if (error) return callback(error)
-        if (index >= chunks.length) return callback()
-        const { chunk, encoding } = chunks[index]
-        if (typeof chunk === 'object' && queuedSends.has(chunk as Buffer)) {
-          index++
-          return internals._write.call(this, chunk, encoding, next)
-        }
-        const run: typeof chunks = []
-        while (index < chunks.length && !(typeof chunks[index].chunk === 'object' && queuedSends.has(chunks[index].chunk as Buffer))) run.push(chunks[index++])
-        if (run.length === 1) writers.write.call(this, run[0].chunk, run[0].encoding, next)
-        else writev.call(this, run, next)
+        if (looping) completedDuringLoop = true
+        else writeFromIndex()
       }
-      next()
+      const writeFromIndex = () => {
+        looping = true
+        try {
+          while (index < chunks.length) {
+            completedDuringLoop = false
+            const { chunk, encoding } = chunks[index]
+            if (isMarker(chunk)) {
+              index++
+              internals._write.call(this, chunk, encoding, next)
+            } else {
+              const run: typeof chunks = []
+              while (index < chunks.length && !isMarker(chunks[index].chunk)) run.push(chunks[index++])
+              if (run.length === 1) writers.write.call(this, run[0].chunk, run[0].encoding, next)
+              else writev.call(this, run, next)
+            }
+            // Not done yet (or failed): `next` carries on when it is.
+            if (!completedDuringLoop) return
+          }
+        } finally {
+          looping = false
+        }
+        callback()
+      }
+      writeFromIndex()
     }
   }
   internals._destroy = function (error, callback) {
@@ -137,9 +162,22 @@ function whenConnected(socket: net.Socket): Promise<void> {
   })
 }
 
+/**
+ * An `http.ServerResponse` keeps the header block that `writeHead()` built until its first body
+ * write. To the socket that header is a write made before this sendFile, so it goes out first.
+ * No public API serves: only the socket's `_httpMessage` leads from a socket to the response
+ * that owns it, and `res.headersSent` is already true while the header is still held back
+ * (Node's `_headerSent` says whether it went out).
+ */
+function flushHeldHeader(socket: net.Socket): void {
+  const response = (socket as unknown as { _httpMessage?: (http.OutgoingMessage & { _headerSent?: boolean }) | null })._httpMessage
+  if (response?.headersSent && response._headerSent === false) response.flushHeaders()
+}
+
 export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<number> {
   if (socket.destroyed) throw streamDestroyed()
   if (socket.writableEnded) throw codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'sendFile after the socket was ended')
+  flushHeldHeader(socket)
   const writers = gate(socket)
   return new Promise<number>((resolve, reject) => {
     const marker = Buffer.alloc(0)
@@ -150,9 +188,9 @@ export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<
       state = 'abandoned'
       reject(abortError(job.signal as AbortSignal))
     }
-    job.signal?.addEventListener('abort', onAbortWhileQueued, { once: true })
+    const stopListening = job.signal === undefined ? () => {} : onAbort(job.signal, onAbortWhileQueued)
     queuedSends.set(marker, (done) => {
-      job.signal?.removeEventListener('abort', onAbortWhileQueued)
+      stopListening()
       if (state === 'abandoned') return done()
       state = 'running'
       runSocketSend(socket, job, writers).then(resolve, reject).finally(done)
@@ -161,7 +199,7 @@ export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<
       if (!error || state !== 'queued') return
       // The socket was destroyed (or errored) before our turn came.
       state = 'abandoned'
-      job.signal?.removeEventListener('abort', onAbortWhileQueued)
+      stopListening()
       queuedSends.delete(marker)
       reject(error)
     })

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs'
 import * as util from 'node:util'
 
+import { onAbort } from './abort.js'
 import { abortError, attachBytes } from './errors.js'
 import { TransferHooks } from './native.js'
 import { Range } from './validate.js'
@@ -58,9 +59,8 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undef
   if (signal === undefined) return promise
   if (signal.aborted) return Promise.reject(reason(signal))
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(reason(signal))
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    const stopListening = onAbort(signal, () => reject(reason(signal)))
+    promise.then(resolve, reject).finally(stopListening)
   })
 }
 

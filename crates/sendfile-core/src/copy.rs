@@ -2,7 +2,7 @@
 //! on filesystems that share extents), then `sendfile(2)`, then `pread`/`pwrite`, each tried
 //! only when the one before refuses the pair of files before copying a byte.
 
-use crate::{platform, Outcome, Step, MAX_SENDFILE_CHUNK};
+use crate::{platform, ranges_overlap, Outcome, Step, MAX_SENDFILE_CHUNK};
 use nix::errno::Errno;
 use nix::sys::stat::fstat;
 use std::os::fd::BorrowedFd;
@@ -73,7 +73,7 @@ impl FileCopy {
     self.method
   }
 
-  /// Copies at most `max_chunk` bytes.
+  /// Copies at most `max_chunk` bytes. `EINTR` is returned, as by [`crate::Transfer::step`].
   pub fn step(
     &mut self,
     destination: BorrowedFd<'_>,
@@ -115,7 +115,6 @@ impl FileCopy {
           }
           return Ok(Step::Sent(copied as u64));
         }
-        Err(Errno::EINTR) => continue,
         Err(error)
           if self.bytes_copied == 0
             && refuses_pair(error)
@@ -136,7 +135,7 @@ impl FileCopy {
   pub fn run_blocking(&mut self, destination: BorrowedFd<'_>, source: BorrowedFd<'_>) -> Outcome {
     loop {
       match self.step(destination, source, MAX_SENDFILE_CHUNK) {
-        Ok(Step::Sent(_)) => continue,
+        Ok(Step::Sent(_)) | Err(Errno::EINTR) => continue,
         Ok(Step::Finished) => {
           return Outcome {
             bytes_sent: self.bytes_copied,
@@ -192,10 +191,11 @@ impl FileCopy {
         Step::Finished
       }));
     }
-    let (source_start, destination_start) =
-      (self.source_offset as u64, self.destination_offset as u64);
-    let overlaps = source_start < destination_start.saturating_add(length)
-      && destination_start < source_start.saturating_add(length);
+    let overlaps = ranges_overlap(
+      self.source_offset as u64,
+      self.destination_offset as u64,
+      length,
+    );
     if overlaps && length > 0 {
       return Err(Errno::EINVAL);
     }

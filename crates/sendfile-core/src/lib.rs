@@ -6,11 +6,13 @@
 //! ([`Transfer::run_blocking`]) and an event loop that waits for writability between steps.
 
 mod copy;
+mod interrupt;
 mod platform;
 
 pub use copy::{CopyMethod, FileCopy};
+pub use interrupt::BlockedCall;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use nix::errno::Errno;
 
@@ -54,6 +56,8 @@ pub struct Transfer {
   /// Bytes still wanted, or `None` for "until end of file".
   remaining: Option<u64>,
   bytes_sent: u64,
+  /// Whether the first step has looked for a file sent into itself.
+  inspected: bool,
 }
 
 impl Transfer {
@@ -72,6 +76,7 @@ impl Transfer {
       offset,
       remaining: count,
       bytes_sent: 0,
+      inspected: false,
     }
   }
 
@@ -81,13 +86,18 @@ impl Transfer {
   }
 
   /// One `sendfile(2)` call of at most `max_chunk` bytes (and at most [`MAX_SENDFILE_CHUNK`]).
-  /// `EINTR` is retried; `EAGAIN` becomes [`Step::WouldBlock`].
+  /// `EAGAIN` becomes [`Step::WouldBlock`]. `EINTR` is returned, not retried, so that a driver
+  /// can look for a cancel before it calls again (see [`BlockedCall`]); nothing went out.
   pub fn step(
     &mut self,
     out: BorrowedFd<'_>,
     input: BorrowedFd<'_>,
     max_chunk: u64,
   ) -> Result<Step, Errno> {
+    if !self.inspected {
+      self.inspected = true;
+      self.bound_sending_into_itself(out, input)?;
+    }
     let wanted = self
       .remaining
       .unwrap_or(u64::MAX)
@@ -96,30 +106,68 @@ impl Transfer {
     if wanted == 0 {
       return Ok(Step::Finished);
     }
-    loop {
-      // `wanted` is at most MAX_SENDFILE_CHUNK, so it fits usize on every target.
-      match platform::sendfile(out, input, self.offset.as_mut(), wanted as usize) {
-        Ok(0) => return Ok(Step::Finished),
-        Ok(sent) => {
-          let sent = sent as u64;
-          self.bytes_sent += sent;
-          if let Some(remaining) = self.remaining.as_mut() {
-            *remaining = remaining.saturating_sub(sent);
-          }
-          return Ok(Step::Sent(sent));
+    // `wanted` is at most MAX_SENDFILE_CHUNK, so it fits usize on every target.
+    match platform::sendfile(out, input, self.offset.as_mut(), wanted as usize) {
+      Ok(0) => Ok(Step::Finished),
+      Ok(sent) => {
+        let sent = sent as u64;
+        self.bytes_sent += sent;
+        if let Some(remaining) = self.remaining.as_mut() {
+          *remaining = remaining.saturating_sub(sent);
         }
-        Err(Errno::EINTR) => continue,
-        Err(Errno::EAGAIN) => return Ok(Step::WouldBlock),
-        Err(error @ (Errno::EINVAL | Errno::EOVERFLOW)) => {
-          return if self.offset_is_past_end(input) {
-            Ok(Step::Finished)
-          } else {
-            Err(error)
-          };
-        }
-        Err(error) => return Err(error),
+        Ok(Step::Sent(sent))
       }
+      Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
+      Err(error @ (Errno::EINVAL | Errno::EOVERFLOW)) => {
+        if self.offset_is_past_end(input) {
+          Ok(Step::Finished)
+        } else {
+          Err(error)
+        }
+      }
+      Err(error) => Err(error),
     }
+  }
+
+  /// A regular file sent into itself: "until end of file" while appending never ends (the file
+  /// grows as fast as it is read, until `EFBIG` or `ENOSPC`), and a read range that overlaps the
+  /// write range reads bytes this transfer has just written. Like `copy_file_range(2)`, refuse
+  /// overlapping ranges with `EINVAL`; otherwise stop at the end of file as it was when the
+  /// transfer started.
+  fn bound_sending_into_itself(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+  ) -> Result<(), Errno> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::unistd::{lseek, Whence};
+
+    let Some(file) = same_regular_file(out, input)? else {
+      return Ok(());
+    };
+    let flags = OFlag::from_bits_truncate(fcntl(out, FcntlArg::F_GETFL)?);
+    if flags & OFlag::O_ACCMODE == OFlag::O_RDONLY {
+      // Not a destination at all: the kernel's EBADF says so better than EINVAL would.
+      return Ok(());
+    }
+    let read_start = match self.offset {
+      Some(offset) => offset,
+      None => lseek(input, 0, Whence::SeekCur)?,
+    };
+    let length = self
+      .remaining
+      .unwrap_or(u64::MAX)
+      .min((file.st_size - read_start).max(0) as u64);
+    let write_start = if flags.contains(OFlag::O_APPEND) {
+      file.st_size
+    } else {
+      lseek(out, 0, Whence::SeekCur)?
+    };
+    if length > 0 && ranges_overlap(read_start as u64, write_start as u64, length) {
+      return Err(Errno::EINVAL);
+    }
+    self.remaining = Some(length);
+    Ok(())
   }
 
   /// Linux refuses offsets near the filesystem's size limit (`EOVERFLOW`) or whose end would
@@ -140,7 +188,7 @@ impl Transfer {
     let started_at = self.bytes_sent;
     let error = loop {
       match self.step(out, input, MAX_SENDFILE_CHUNK) {
-        Ok(Step::Sent(_)) => continue,
+        Ok(Step::Sent(_)) | Err(Errno::EINTR) => continue,
         Ok(Step::Finished) => break None,
         Ok(Step::WouldBlock) => break Some(Errno::EAGAIN),
         Err(error) => break Some(error),
@@ -167,14 +215,51 @@ pub fn borrow_raw_fd<'fd>(fd: RawFd) -> Result<BorrowedFd<'fd>, Errno> {
   Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
-/// A private, close-on-exec duplicate of `fd`, so that a transfer outliving the caller's
-/// synchronous call keeps writing to the same open file even if the caller's descriptor
-/// number is closed and handed to something else meanwhile (dup(2)).
-pub fn duplicate(fd: RawFd) -> Result<OwnedFd, Errno> {
+/// Private, close-on-exec duplicates of a transfer's two fds, so that a transfer outliving the
+/// caller's synchronous call keeps writing to the same open files even if the caller's numbers
+/// are closed and handed to something else meanwhile.
+///
+/// Both duplicates are numbered above both of the caller's numbers (`F_DUPFD_CLOEXEC`, see
+/// fcntl(2)): with a plain dup(2), the first duplicate takes the lowest free number, which is
+/// the second fd's number when the caller has just closed it, and the second "duplicate" then
+/// copies the first file: a transfer from a closed fd would copy the output into itself.
+pub fn duplicate_pair(out: RawFd, input: RawFd) -> Result<(OwnedFd, OwnedFd), Errno> {
+  let above = out.max(input).checked_add(1).ok_or(Errno::EBADF)?;
+  let out = duplicate_above(out, above)?;
+  let input = duplicate_above(input, above)?;
+  Ok((out, input))
+}
+
+fn duplicate_above(fd: RawFd, lowest: RawFd) -> Result<OwnedFd, Errno> {
+  use nix::fcntl::{fcntl, FcntlArg};
   let borrowed = borrow_raw_fd(fd)?;
-  borrowed
-    .try_clone_to_owned()
-    .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(Errno::EBADF as i32)))
+  match fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(lowest)) {
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    Ok(duplicate) => Ok(unsafe { OwnedFd::from_raw_fd(duplicate) }),
+    // `lowest` is at or above RLIMIT_NOFILE: as far as the caller can tell, no fd is free.
+    Err(Errno::EINVAL) => Err(Errno::EMFILE),
+    Err(error) => Err(error),
+  }
+}
+
+/// The stat of `out` when `out` and `input` are the same regular file, else `None`.
+pub(crate) fn same_regular_file(
+  out: BorrowedFd<'_>,
+  input: BorrowedFd<'_>,
+) -> Result<Option<nix::sys::stat::FileStat>, Errno> {
+  use nix::sys::stat::{fstat, SFlag};
+  let out_stat = fstat(out)?;
+  if SFlag::from_bits_truncate(out_stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+    return Ok(None);
+  }
+  let input_stat = fstat(input)?;
+  let same = (out_stat.st_dev, out_stat.st_ino) == (input_stat.st_dev, input_stat.st_ino);
+  Ok(same.then_some(input_stat))
+}
+
+/// Whether `[a, a + length)` and `[b, b + length)` share a byte.
+pub(crate) fn ranges_overlap(a: u64, b: u64, length: u64) -> bool {
+  a < b.saturating_add(length) && b < a.saturating_add(length)
 }
 
 /// How a caller should wait on a destination between steps.

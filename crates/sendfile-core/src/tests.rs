@@ -247,10 +247,11 @@ fn errors_before_any_byte_are_reported() {
     "{outcome:?}"
   );
   // A read-only file is no destination.
+  let other = Fixture::new("errors-other", &pattern(10));
   let outcome =
-    Transfer::new(Position::At(0), Some(10)).run_blocking(source.file.as_fd(), source.file.as_fd());
+    Transfer::new(Position::At(0), Some(10)).run_blocking(other.file.as_fd(), source.file.as_fd());
   assert_eq!(outcome.error, Some(Errno::EBADF));
-  assert_eq!(duplicate(-5).err(), Some(Errno::EBADF));
+  assert_eq!(duplicate_pair(-5, 0).err(), Some(Errno::EBADF));
 }
 
 #[test]
@@ -273,6 +274,99 @@ fn wait_strategy_tells_sockets_from_files() {
   .expect("socketpair");
   assert_eq!(wait_strategy(&blocking), Ok(WaitStrategy::Blocking));
   assert_eq!(wait_strategy(&source.file), Ok(WaitStrategy::Blocking));
-  let copy = duplicate(std::os::fd::AsRawFd::as_raw_fd(&ours)).expect("dup");
+  let raw = std::os::fd::AsRawFd::as_raw_fd(&ours);
+  let (copy, _) = duplicate_pair(raw, raw).expect("dup");
   assert_eq!(wait_strategy(&copy), Ok(WaitStrategy::Readiness));
+}
+
+#[test]
+fn duplicates_never_take_a_number_the_caller_passed() {
+  use std::os::fd::{AsRawFd, IntoRawFd};
+  let output = Fixture::new("dup-out", &pattern(10));
+  let input = Fixture::new("dup-in", &pattern(10));
+  let (out_fd, in_fd) = (output.file.as_raw_fd(), input.file.as_raw_fd());
+  let (out_copy, in_copy) = duplicate_pair(out_fd, in_fd).expect("dup");
+  assert!(out_copy.as_raw_fd() > out_fd.max(in_fd));
+  assert!(in_copy.as_raw_fd() > out_fd.max(in_fd));
+  // The input's number closed (so it is the lowest free one): EBADF, never a copy of the output.
+  let closed = File::open(&input.path).expect("open").into_raw_fd();
+  nix::unistd::close(closed).expect("close");
+  assert_eq!(duplicate_pair(out_fd, closed).err(), Some(Errno::EBADF));
+}
+
+#[test]
+fn a_file_sent_into_itself_stops_at_its_old_end_or_is_refused() {
+  use std::os::fd::AsFd;
+  let contents = pattern(1000);
+  let fixture = Fixture::new("itself", &contents);
+  // Written at its end through a second open file (sendfile(2) refuses O_APPEND outputs).
+  let writer = std::fs::OpenOptions::new()
+    .write(true)
+    .open(&fixture.path)
+    .expect("open for writing");
+  lseek(writer.as_fd(), 0, Whence::SeekEnd).expect("seek to end");
+  // Until end of file: the end it started with, not the end it keeps making.
+  let outcome =
+    Transfer::new(Position::At(0), None).run_blocking(writer.as_fd(), fixture.file.as_fd());
+  assert_eq!(
+    outcome,
+    Outcome {
+      bytes_sent: 1000,
+      error: None
+    }
+  );
+  let doubled = std::fs::read(&fixture.path).expect("read");
+  assert_eq!(doubled.len(), 2000);
+  assert_eq!(&doubled[1000..], &contents[..]);
+  // The same open file, read and written at its one position: the ranges overlap.
+  let both = std::fs::OpenOptions::new()
+    .read(true)
+    .write(true)
+    .open(&fixture.path)
+    .expect("open rw");
+  let outcome = Transfer::new(Position::Current, None).run_blocking(both.as_fd(), both.as_fd());
+  assert_eq!(
+    outcome,
+    Outcome {
+      bytes_sent: 0,
+      error: Some(Errno::EINVAL)
+    }
+  );
+  let outcome = Transfer::new(Position::At(0), Some(500)).run_blocking(both.as_fd(), both.as_fd());
+  assert_eq!(outcome.error, Some(Errno::EINVAL));
+  assert_eq!(std::fs::metadata(&fixture.path).expect("stat").len(), 2000);
+}
+
+#[test]
+fn an_interrupt_ends_a_step_blocked_on_a_full_blocking_pipe() {
+  use std::sync::Arc;
+  let source = Fixture::new("interrupt", &pattern(4 * 1024 * 1024));
+  // Blocking, and nobody reads: the first step fills the pipe, the next one blocks.
+  let (_reader, writer) = pipe().expect("pipe");
+  let blocked = Arc::new(BlockedCall::new());
+  let worker_blocked = Arc::clone(&blocked);
+  let worker = std::thread::spawn(move || {
+    let mut transfer = Transfer::new(Position::At(0), None);
+    loop {
+      worker_blocked.enter();
+      let step = transfer.step(writer.as_fd(), source.file.as_fd(), MAX_SENDFILE_CHUNK);
+      worker_blocked.leave();
+      match step {
+        Ok(Step::Sent(_)) => continue,
+        other => return (other, transfer.bytes_sent()),
+      }
+    }
+  });
+  // A signal that lands before the syscall starts is absorbed: keep trying until it returns.
+  for _ in 0..5000 {
+    if worker.is_finished() {
+      break;
+    }
+    blocked.interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+  }
+  assert!(worker.is_finished(), "the blocked step never returned");
+  let (step, sent) = worker.join().expect("worker");
+  assert_eq!(step, Err(Errno::EINTR));
+  assert!(sent > 0 && sent < 4 * 1024 * 1024, "{sent}");
 }

@@ -5,8 +5,12 @@
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use sendfile_core::{CopyMethod, Errno, FileCopy, Position, Step, Transfer, WaitStrategy};
+use sendfile_core::{
+  BlockedCall, CopyMethod, Errno, FileCopy, Position, Step, Transfer, WaitStrategy,
+};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
@@ -194,6 +198,10 @@ impl<S: Stepwise> Job<S> {
   }
 }
 
+/// How often a cancelled blocking transfer signals its thread until the thread notices: a
+/// signal that lands just before the syscall starts is absorbed without effect.
+const INTERRUPT_RETRY: Duration = Duration::from_millis(2);
+
 /// Duplicates both fds, so that the caller closing its numbers (and their reuse) can never
 /// redirect a byte, then runs the job on the tokio runtime.
 fn start_job<'env, S: Stepwise>(
@@ -202,9 +210,7 @@ fn start_job<'env, S: Stepwise>(
   in_fd: i32,
   make_job: impl FnOnce(OwnedFd) -> Job<S>,
 ) -> Result<PromiseRaw<'env, NativeOutcome>> {
-  let fds =
-    sendfile_core::duplicate(out_fd).and_then(|out| Ok((out, sendfile_core::duplicate(in_fd)?)));
-  let (out, input) = match fds {
+  let (out, input) = match sendfile_core::duplicate_pair(out_fd, in_fd) {
     Ok(fds) => fds,
     Err(errno) => {
       return env.spawn_future(async move { Ok(NativeOutcome::new(0, Some(errno), "none")) })
@@ -214,16 +220,25 @@ fn start_job<'env, S: Stepwise>(
   match sendfile_core::wait_strategy(&out) {
     Ok(WaitStrategy::Readiness) => env.spawn_future(async move { Ok(run_ready(out, job).await) }),
     // Straight onto the blocking pool, without a hop through an async worker first. The thread
-    // checks for a cancel before each chunk and reports what it did, so a cancelled copy has
-    // stopped writing by the time its promise settles.
+    // checks for a cancel before each chunk, and a cancel interrupts a step blocked on a full
+    // destination, so a cancelled transfer has stopped writing by the time its promise settles.
     Ok(WaitStrategy::Blocking) => {
-      let blocking = spawn_blocking(move || run_blocking(out, job));
+      let token = job.token.clone();
+      let blocked = Arc::new(BlockedCall::new());
+      let worker_blocked = Arc::clone(&blocked);
+      let mut blocking = spawn_blocking(move || run_blocking(out, job, &worker_blocked));
       env.spawn_future(async move {
-        Ok(
-          blocking
-            .await
-            .unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")),
-        )
+        let finished = tokio::select! {
+          finished = &mut blocking => finished,
+          _ = token.cancelled() => loop {
+            blocked.interrupt();
+            tokio::select! {
+              finished = &mut blocking => break finished,
+              _ = tokio::time::sleep(INTERRUPT_RETRY) => {}
+            }
+          },
+        };
+        Ok(finished.unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")))
       })
     }
     Err(errno) => {
@@ -325,16 +340,26 @@ pub fn copy_range_async<'env>(
   })
 }
 
-fn run_blocking<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome {
+fn run_blocking<S: Stepwise>(
+  out: OwnedFd,
+  mut job: Job<S>,
+  blocked: &BlockedCall,
+) -> NativeOutcome {
   loop {
+    blocked.enter();
+    // Checked after `enter`: a cancel from now on interrupts the step below.
     if job.token.is_cancelled() {
+      blocked.leave();
       return job.finish(Some(Errno::ECANCELED));
     }
-    match job
+    let step = job
       .transfer
-      .step(out.as_fd(), job.input.as_fd(), job.chunk_budget())
-    {
+      .step(out.as_fd(), job.input.as_fd(), job.chunk_budget());
+    blocked.leave();
+    match step {
       Ok(Step::Sent(_)) => job.report(false),
+      // A signal (ours, after a cancel, or anyone's): look for the cancel, then go on.
+      Err(Errno::EINTR) => continue,
       Ok(Step::Finished) => return job.finish(None),
       // A blocking destination answered EAGAIN (SO_SNDTIMEO expired, or O_NONBLOCK was set
       // since we looked): try again shortly rather than spin.
@@ -381,6 +406,7 @@ async fn run_ready<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome 
         }
       }
       Ok(Step::Finished) => return job.finish(None),
+      Err(Errno::EINTR) => continue,
       Err(errno) => return job.finish(Some(errno)),
       Ok(Step::WouldBlock) => {
         since_yield = 0;
