@@ -1,16 +1,17 @@
 /** copyFile and copyFileSync: file to file inside the kernel. */
 import * as fs from 'node:fs'
 
-import { abortError, codedError, systemError } from './errors.js'
-import { CHUNK_SIZE, NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
-import { FileSource, MAX_POSITION, Range, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
-import { TransferReport, newReport, reporting, reportingSync } from './report.js'
+import type * as Binding from '../binding.js'
+import { abortError, codedError } from './errors.js'
+import { NativeRun, TransferHooks, bytesOf, nativeBinding, warnNotZeroCopy } from './native.js'
+import { FileSource, FixedRange, MAX_POSITION, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
+import { newReport, reporting, reportingSync } from './report.js'
 import { CopyFileOptions, CopyFileSyncOptions } from './options.js'
 import { OpenedFile, fdOfHandle, nativeCount, openSource, openSourceSync, rangeTotal } from './source.js'
-import { FALLBACK_CHUNK, streamRange } from './stream-fallback.js'
+import { pumpSync, streamRange, writeAllToFd } from './stream-fallback.js'
 
 interface CopyJob {
-  range: Range
+  range: FixedRange
   destinationOffset: number
   exclusive: boolean
 }
@@ -108,6 +109,18 @@ function setPermissions(fd: number, permissions: number): void {
   }
 }
 
+/** What the binding needs for one copy. */
+function copyRequest(file: OpenedFile, out: OpenedDestination, job: CopyJob, total: number): Binding.CopyRequest {
+  return {
+    destinationFd: out.fd,
+    sourceFd: file.fd,
+    sourceOffset: job.range.offset,
+    destinationOffset: job.destinationOffset,
+    count: nativeCount(total, job.range),
+    mayMoveDestinationPosition: out.ownsPosition,
+  }
+}
+
 /**
  * Copies a file (or a range of it) into another file inside the kernel and resolves with the
  * bytes copied: `copy_file_range(2)` (which reflinks on btrfs/XFS), then `sendfile(2)`, then
@@ -153,16 +166,13 @@ export function copyFile(source: string | URL | fs.promises.FileHandle | number,
           report.reason = 'the native binding is not loaded'
           let at = job.destinationOffset
           return (report.bytes = await streamRange(file, job.range, allHooks, async (chunk) => {
-            await writeAllAt(out.fd, chunk, at)
+            await writeAllToFd(out.fd, chunk, { position: at })
             at += chunk.length
           }))
         }
         const native = nativeBinding
-        const result = await new NativeRun(native, allHooks).run(
-          (control, onProgress) => native.copyRangeAsync(out.fd, file.fd, job.range.offset, job.destinationOffset, nativeCount(total, job.range), out.ownsPosition, CHUNK_SIZE, control, onProgress),
-          'copyfile',
-          { path: file.path, dest: out.path },
-        )
+        const request = copyRequest(file, out, job, total)
+        const result = await new NativeRun(native, allHooks).run((control, onProgress) => native.copyRangeAsync(request, control, onProgress), 'copyfile', { path: file.path, dest: out.path })
         report.method = result.method
         return (report.bytes = result.bytes)
       } finally {
@@ -198,12 +208,15 @@ export function copyFileSync(source: string | URL | number, destination: string 
           warnNotZeroCopy()
           report.method = 'stream'
           report.reason = 'the native binding is not loaded'
-          return (report.bytes = copyRangeThroughBuffer(file, out.fd, job))
+          return (report.bytes = pumpSync(file.fd, job.range, (chunk, copied) => {
+            let written = 0
+            while (written < chunk.length) written += fs.writeSync(out.fd, chunk, written, chunk.length - written, job.destinationOffset + copied + written)
+            return written
+          }))
         }
-        const outcome = nativeBinding.copyRangeSync(out.fd, file.fd, job.range.offset, job.destinationOffset, nativeCount(total, job.range), out.ownsPosition)
-        report.method = outcome.method as TransferReport['method']
-        if (outcome.errno !== 0) throw systemError(outcome.errno, 'copyfile', { path: file.path, dest: out.path, bytesSent: outcome.bytesSent })
-        return (report.bytes = outcome.bytesSent)
+        const outcome = nativeBinding.copyRangeSync(copyRequest(file, out, job, total))
+        report.method = outcome.method
+        return (report.bytes = bytesOf(outcome, 'copyfile', { path: file.path, dest: out.path }))
       } finally {
         out.closeSync()
       }
@@ -211,27 +224,4 @@ export function copyFileSync(source: string | URL | number, destination: string 
       file.closeSync()
     }
   })
-}
-
-async function writeAllAt(fd: number, chunk: Buffer, position: number): Promise<void> {
-  let written = 0
-  while (written < chunk.length) {
-    written += await new Promise<number>((resolve, reject) =>
-      fs.write(fd, chunk, written, chunk.length - written, position + written, (error, bytes) => (error ? reject(error) : resolve(bytes))),
-    )
-  }
-}
-
-function copyRangeThroughBuffer(file: OpenedFile, destinationFd: number, job: CopyJob): number {
-  const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
-  let copied = 0
-  for (;;) {
-    const wanted = job.range.length === undefined ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, job.range.length - copied)
-    if (wanted <= 0) return copied
-    const read = fs.readSync(file.fd, buffer, 0, wanted, job.range.offset + copied)
-    if (read === 0) return copied
-    let written = 0
-    while (written < read) written += fs.writeSync(destinationFd, buffer, written, read - written, job.destinationOffset + copied + written)
-    copied += read
-  }
 }

@@ -1,11 +1,10 @@
 /** sendfile and sendfileSync: Python's os.sendfile, for Node. */
 import * as fs from 'node:fs'
-import * as util from 'node:util'
 
-import { abortError, attachBytes, systemError, unsupported } from './errors.js'
-import { CHUNK_SIZE, NativeRun, nativeBinding, nativeLoadError, warnNotZeroCopy } from './native.js'
+import { SystemError, abortError, attachBytes, systemError, unsupported } from './errors.js'
+import { NativeRun, bytesOf, nativeBinding, nativeLoadError, warnNotZeroCopy } from './native.js'
 import { validateCount, validateFd, validateOffset, validateOptionsObject, validateSignal } from './validate.js'
-import { FALLBACK_CHUNK, untilAborted, writeAllToFd } from './stream-fallback.js'
+import { pumpSync, streamRange, writeAllToFd } from './stream-fallback.js'
 import { SendfileOptions } from './options.js'
 
 /**
@@ -32,9 +31,7 @@ export function sendfileSync(outFd: number, inFd: number, offset?: number | null
   const from = validateOffset(offset)
   const length = validateCount(count)
   if (nativeBinding === null) return sendfileSyncWithoutNative(out, input, from, length)
-  const result = nativeBinding.sendfileSync(out, input, from, length)
-  if (result < 0) throw systemError(-result, 'sendfile')
-  return result
+  return bytesOf(nativeBinding.sendfileSync({ outFd: out, inFd: input, offset: from, count: length }), 'sendfile')
 }
 
 /**
@@ -65,7 +62,8 @@ export async function sendfile(outFd: number, inFd: number, offset?: number | nu
   if (signal?.aborted) throw abortError(signal)
   if (nativeBinding === null) return sendfileWithoutNative(out, input, from, length, signal)
   const native = nativeBinding
-  const result = await new NativeRun(native, { signal, total: -1 }).run((control) => native.sendfileAsync(out, input, from, length, CHUNK_SIZE, control), 'sendfile', {})
+  const request = { outFd: out, inFd: input, offset: from, count: length }
+  const result = await new NativeRun(native, { signal, total: -1 }).run((control) => native.sendfileAsync(request, control), 'sendfile', {})
   return result.bytes
 }
 
@@ -77,56 +75,37 @@ function asSendfileError(error: unknown): unknown {
 
 /**
  * {@link sendfileSync} without the native binding. With an explicit offset it keeps the same
- * semantics (short count on a full non-blocking fd). With `null` it cannot: bytes read from the
+ * semantics (short count on a full non-blocking fd). Without one it cannot: bytes read from the
  * file position but refused by a full destination could not be put back (Node has no lseek).
  */
-function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number, count: number | null): number {
+function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number | undefined, count: number | undefined): number {
   warnNotZeroCopy()
-  if (offset < 0) throw unsupported('sendfileSync with a null offset needs the native binding; pass an explicit offset (or use sendfile) on this platform.', nativeLoadError)
-  const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
-  let sent = 0
-  for (;;) {
-    const wanted = count === null ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
-    if (wanted <= 0) return sent
-    let read: number
-    try {
-      read = fs.readSync(inFd, buffer, 0, wanted, offset + sent)
-    } catch (error) {
-      if (sent > 0) return sent
-      throw asSendfileError(error)
-    }
-    if (read === 0) return sent
-    let written = 0
-    while (written < read) {
-      try {
-        written += fs.writeSync(outFd, buffer, written, read - written)
-      } catch (error) {
-        // Like write(2): what went out is the answer; the error (EAGAIN included) recurs next call.
-        if (sent + written > 0) return sent + written
-        throw asSendfileError(error)
+  if (offset === undefined) throw unsupported('sendfileSync with a null offset needs the native binding; pass an explicit offset (or use sendfile) on this platform.', nativeLoadError)
+  try {
+    return pumpSync(inFd, { offset, length: count }, (chunk, sentSoFar) => {
+      let written = 0
+      while (written < chunk.length) {
+        try {
+          written += fs.writeSync(outFd, chunk, written, chunk.length - written)
+        } catch (error) {
+          // Like write(2): what went out is the answer; the error (EAGAIN included) recurs next call.
+          if (sentSoFar + written > 0) return written
+          throw error
+        }
       }
-    }
-    sent += read
+      return written
+    })
+  } catch (error) {
+    throw asSendfileError(error)
   }
 }
 
 /** {@link sendfile} without the native binding: the whole range, waiting out `EAGAIN`. */
-async function sendfileWithoutNative(outFd: number, inFd: number, offset: number, count: number | null, signal: AbortSignal | undefined): Promise<number> {
+async function sendfileWithoutNative(outFd: number, inFd: number, offset: number | undefined, count: number | undefined, signal: AbortSignal | undefined): Promise<number> {
   warnNotZeroCopy()
-  const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
-  const read = util.promisify(fs.read)
-  let sent = 0
   try {
-    for (;;) {
-      const wanted = count === null ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, count - sent)
-      if (wanted <= 0) return sent
-      if (signal?.aborted) throw abortError(signal)
-      const { bytesRead } = await read(inFd, buffer, 0, wanted, offset < 0 ? null : offset + sent)
-      if (bytesRead === 0) return sent
-      await untilAborted(writeAllToFd(outFd, buffer.subarray(0, bytesRead), signal), signal)
-      sent += bytesRead
-    }
+    return await streamRange({ fd: inFd, stats: fs.fstatSync(inFd) }, { offset, length: count }, { signal }, (chunk) => writeAllToFd(outFd, chunk, { signal }))
   } catch (error) {
-    throw attachBytes(asSendfileError(error), sent)
+    throw attachBytes(asSendfileError(error), (error as SystemError).bytesSent ?? 0)
   }
 }

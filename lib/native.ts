@@ -3,15 +3,8 @@ import type * as Binding from '../binding.js'
 
 import { onAbort } from './abort.js'
 import { abortError, attachBytes, systemError } from './errors.js'
-import { TransferReport } from './report.js'
 
 export type NativeBinding = typeof Binding
-
-/**
- * Bytes one async transfer sends before it lets other transfers run and reports progress,
- * like nginx's `sendfile_max_chunk` (2 MiB by default since nginx 1.21.4).
- */
-export const CHUNK_SIZE = 2 * 1024 * 1024
 
 function loadBinding(): { binding: NativeBinding | null; error: unknown } {
   try {
@@ -52,13 +45,32 @@ export interface TransferHooks {
   onMoved?: () => void
 }
 
+/** The mechanism a native call used: `sendfile`, `copy_file_range`, `read_write`, or `none` when none was tried. */
+export type NativeMethod = `${Binding.Method}`
+
 interface NativeResult {
   bytes: number
-  method: TransferReport['method']
+  method: NativeMethod
+  /**
+   * Set when the kernel refused before any byte (and the caller said it can take another
+   * way): why, in words for a report. The rule of what counts as a refusal is the binding's.
+   */
+  refusedBecause?: string
 }
 
-/** Kernel answers that mean "not with sendfile", before any byte: the stream fallback can serve. */
-export const FALLBACK_ERRNOS = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP'])
+/** Why the kernel refused, for a report; `syscall` names the call it refused. */
+function refusalReason(outcome: Binding.Outcome, syscall: string): string | undefined {
+  const refusal: `${Binding.RefusalKind}` | undefined = outcome.refusal
+  if (refusal === 'size_unknown') return 'the source reports size 0 (like /proc and /sys files): only read(2) finds its end'
+  if (refusal === 'unsupported') return `the kernel answered ${systemError(outcome.errno ?? 0, syscall).code} to ${syscall}`
+  return undefined
+}
+
+/** The outcome of a synchronous native call: its bytes, or its error thrown in Node's shape. */
+export function bytesOf(outcome: Binding.Outcome, syscall: string, paths: { path?: string; dest?: string } = {}): number {
+  if (outcome.errno !== undefined) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytes })
+  return outcome.bytes
+}
 
 /**
  * Cancels a native transfer from JS: on abort, on a throwing progress callback, or when the
@@ -82,18 +94,30 @@ export class NativeRun {
     this.control.cancel()
   }
 
-  async run(start: (control: Binding.TransferControl, onProgress: ((bytes: number) => void) | undefined) => Promise<Binding.NativeOutcome>, syscall: string, paths: { path?: string; dest?: string }): Promise<NativeResult> {
+  /**
+   * Runs one native call to its end. `mayRefuse`: the caller can take another way when the
+   * kernel refuses before any byte, so a refusal resolves with `refusedBecause` instead of
+   * rejecting.
+   */
+  async run(
+    start: (control: Binding.TransferControl, onProgress: ((bytes: number) => void) | undefined) => Promise<Binding.Outcome>,
+    syscall: string,
+    paths: { path?: string; dest?: string },
+    mayRefuse = false,
+  ): Promise<NativeResult> {
     const { signal, onProgress, onMoved } = this.hooks
     if (signal?.aborted) throw abortError(signal)
     const stopListening = signal === undefined ? undefined : onAbort(signal, () => this.cancel(abortError(signal)))
     try {
       const outcome = await start(this.control, onProgress || onMoved ? (bytes) => this.progress(bytes) : undefined)
-      if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
-      if (outcome.errno !== 0) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytesSent })
-      this.progress(outcome.bytesSent, true)
+      if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytes)
+      const refusedBecause = mayRefuse ? refusalReason(outcome, syscall) : undefined
+      if (refusedBecause !== undefined) return { bytes: 0, method: outcome.method, refusedBecause }
+      const bytes = bytesOf(outcome, syscall, paths)
+      this.progress(bytes, true)
       // The final report is the caller's code too: if it threw, that is the outcome.
-      if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytesSent)
-      return { bytes: outcome.bytesSent, method: outcome.method as NativeResult['method'] }
+      if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, bytes)
+      return { bytes, method: outcome.method }
     } finally {
       // Native progress calls still queued for the event loop arrive after this: ignored.
       this.settled = true

@@ -4,6 +4,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 
 import { SystemError } from './errors.js'
+import type { NativeMethod } from './native.js'
 
 /** How the bytes of one `sendFile`/`copyFile` call moved. */
 export interface TransferReport {
@@ -13,7 +14,7 @@ export interface TransferReport {
    * copied through a buffer (a file the kernel cannot splice). `stream`: the JavaScript
    * fallback (TLS, pipes, /proc files, no native binding).
    */
-  method: 'sendfile' | 'copy_file_range' | 'read_write' | 'stream' | 'none'
+  method: NativeMethod | 'stream'
   zeroCopy: boolean
   /** Why the fallback was taken, when it was. */
   reason?: string

@@ -8,7 +8,7 @@ import { newReport, reporting } from './report.js'
 import { SendFileOptions } from './options.js'
 import { openSource } from './source.js'
 import { streamRange, writeAllToFd } from './stream-fallback.js'
-import { SendFileJob, sendPlanned } from './send-plan.js'
+import { SendFileJob, sendChoosingPath } from './send-path.js'
 import { sendFileToSocket } from './socket-gate.js'
 
 /**
@@ -61,7 +61,7 @@ function sendFileToFd(targetFd: number, job: SendFileJob): Promise<number> {
   return reporting(report, async () => {
     const file = await openSource(job.source)
     try {
-      return await sendPlanned(job, file, targetFd, targetFd, report, () => {}, (hooks) => streamRange(file, job.range, hooks, (chunk) => writeAllToFd(targetFd, chunk, job.signal)))
+      return await sendChoosingPath(job, file, { destination: targetFd, fd: targetFd, streamFallback: (hooks) => streamRange(file, job.range, hooks, (chunk) => writeAllToFd(targetFd, chunk, { signal: job.signal })) }, report)
     } finally {
       await file.close()
     }

@@ -1,26 +1,21 @@
 /** Sockets: socketFd, and the write gate that makes a sendFile a write in the socket's own queue. */
-import type * as http from 'node:http'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
 
 import { onAbort } from './abort.js'
 import { SystemError, abortError, codedError, invalidArgType } from './errors.js'
+import { WriteCallback, WriteFn, WritevFn, flushHeldHeader, handleFd, socketInternals } from './node-internals.js'
 import { newReport, reporting } from './report.js'
 import { OpenedFile, openSource } from './source.js'
 import { streamRange, untilAborted } from './stream-fallback.js'
-import { SendFileJob, sendPlanned } from './send-plan.js'
-
-interface SocketHandle {
-  fd?: number
-}
+import { SendFileJob, sendChoosingPath } from './send-path.js'
 
 /**
  * The kernel file descriptor behind a connected `net.Socket` (TCP or Unix), or -1 when it has
  * none that can be written directly (TLS, a socket on Windows, a socket not yet connected or
  * already closed).
  *
- * Node keeps this number on the undocumented `socket._handle.fd`; this is the one place that
- * reads it.
+ * Node keeps this number on an undocumented handle, read in `node-internals`.
  *
  * @example
  * ```ts
@@ -31,9 +26,8 @@ export function socketFd(socket: net.Socket): number {
   if (!(socket instanceof net.Socket)) throw invalidArgType('socket', 'an instance of net.Socket', socket)
   // Bytes written to a TLS socket's fd would bypass the encryption.
   if (socket instanceof tls.TLSSocket) return -1
-  const handle = (socket as unknown as { _handle?: SocketHandle | null })._handle
-  const fd = handle?.fd
-  return typeof fd === 'number' && fd >= 0 ? fd : -1
+  const fd = handleFd(socket)
+  return fd !== undefined && fd >= 0 ? fd : -1
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -45,20 +39,9 @@ export function socketFd(socket: net.Socket): number {
 // the Writable's buffer until we call the marker's callback after the file: no reordering,
 // no interleaving, and the socket stays usable afterwards.
 
-type WriteCallback = (error?: Error | null) => void
-type WriteFn = (this: net.Socket, chunk: Buffer | string, encoding: BufferEncoding, callback: WriteCallback) => void
-type WritevFn = (this: net.Socket, chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, callback: WriteCallback) => void
-type DestroyFn = (this: net.Socket, error: Error | null, callback: (error: Error | null) => void) => void
-
 interface SocketWriters {
   write: WriteFn
   writev: WritevFn | null
-}
-
-interface SocketInternals {
-  _write: WriteFn
-  _writev: WritevFn | null
-  _destroy: DestroyFn
 }
 
 /** Marker buffer → the file transfer it stands for. */
@@ -74,7 +57,7 @@ const runningSends = new WeakMap<net.Socket, (reason: unknown) => void>()
 function gate(socket: net.Socket): SocketWriters {
   const existing = gatedSockets.get(socket)
   if (existing) return existing
-  const internals = socket as unknown as SocketInternals
+  const internals = socketInternals(socket)
   const writers: SocketWriters = { write: internals._write, writev: internals._writev }
   const originalDestroy = internals._destroy
   internals._write = function (chunk, encoding, callback) {
@@ -162,18 +145,6 @@ function whenConnected(socket: net.Socket): Promise<void> {
   })
 }
 
-/**
- * An `http.ServerResponse` keeps the header block that `writeHead()` built until its first body
- * write. To the socket that header is a write made before this sendFile, so it goes out first.
- * No public API serves: only the socket's `_httpMessage` leads from a socket to the response
- * that owns it, and `res.headersSent` is already true while the header is still held back
- * (Node's `_headerSent` says whether it went out).
- */
-function flushHeldHeader(socket: net.Socket): void {
-  const response = (socket as unknown as { _httpMessage?: (http.OutgoingMessage & { _headerSent?: boolean }) | null })._httpMessage
-  if (response?.headersSent && response._headerSent === false) response.flushHeaders()
-}
-
 export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<number> {
   if (socket.destroyed) throw streamDestroyed()
   if (socket.writableEnded) throw codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'sendFile after the socket was ended')
@@ -221,19 +192,17 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
       file = await openSource(job.source)
       if (socket.destroyed) throw streamDestroyed()
       const opened = file
-      return await sendPlanned(
-        job,
-        opened,
-        socket,
-        socketFd(socket),
-        report,
-        (run) => runningSends.set(socket, (reason) => run.cancel(reason)),
-        (hooks) => {
+      return await sendChoosingPath(job, opened, {
+        destination: socket,
+        fd: socketFd(socket),
+        whyNoFd: socket instanceof tls.TLSSocket ? 'the socket is a TLS socket' : 'the socket has no file descriptor',
+        onNativeRun: (run) => runningSends.set(socket, (reason) => run.cancel(reason)),
+        streamFallback: (hooks) => {
           const cancelled = new AbortController()
           runningSends.set(socket, (reason) => cancelled.abort(reason))
           return streamRange(opened, job.range, hooks, (chunk) => writeThrough(socket, writers, chunk, cancelled.signal))
         },
-      )
+      }, report)
     } catch (error) {
       if (isConnectionLost(error)) socket.destroy()
       throw error

@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import * as util from 'node:util'
 
 import { SystemError, errnoOf, systemError } from './errors.js'
-import { FileSource, Range, isFileHandle, pathOf } from './validate.js'
+import { FileSource, FixedRange, isFileHandle, pathOf } from './validate.js'
 
 export interface OpenedFile {
   fd: number
@@ -15,20 +15,16 @@ export interface OpenedFile {
   closeSync(): void
 }
 
-export const REPORTS_SIZE_ZERO = 'the source reports size 0 (like /proc and /sys files): only read(2) finds its end'
-
-/** Why the kernel cannot send this source, or undefined when it can (a regular file with a size). */
+/**
+ * Why the kernel cannot send this kind of source, or undefined for a regular file (whether
+ * the kernel can read that one, procfs files among them, is the binding's to find out).
+ */
 export function whyNotSendable(stats: fs.Stats): string | undefined {
-  if (stats.isFile()) return stats.size === 0 ? REPORTS_SIZE_ZERO : undefined
+  if (stats.isFile()) return undefined
   if (stats.isFIFO()) return 'the source is a pipe'
   if (stats.isCharacterDevice()) return 'the source is a character device'
   if (stats.isSocket()) return 'the source is a socket'
   return 'the source is not a regular file'
-}
-
-export async function isEmptyFrom(fd: number, offset: number): Promise<boolean> {
-  const { bytesRead } = await util.promisify(fs.read)(fd, Buffer.alloc(1), 0, 1, offset)
-  return bytesRead === 0
 }
 
 function isDirectoryError(stats: fs.Stats, syscall: string, file?: string): SystemError | undefined {
@@ -82,7 +78,7 @@ function describeOpened(fd: number, file: string): OpenedFile {
 }
 
 /** The bytes a range of this file holds now, or -1 when its size cannot be known in advance. */
-export function rangeTotal(stats: fs.Stats, range: Range): number {
+export function rangeTotal(stats: fs.Stats, range: FixedRange): number {
   if (range.length === 0) return 0
   if (!stats.isFile() || stats.size === 0) return -1
   const available = Math.max(0, stats.size - range.offset)
@@ -91,8 +87,8 @@ export function rangeTotal(stats: fs.Stats, range: Range): number {
 
 /**
  * The count to ask the binding for: the exact range when the size is known (a file that grows
- * meanwhile sends no more), else `null`, up to end of file (or the requested length).
+ * meanwhile sends no more), else up to end of file (or the requested length).
  */
-export function nativeCount(total: number, range: Range): number | null {
-  return total >= 0 ? total : (range.length ?? null)
+export function nativeCount(total: number, range: FixedRange): number | undefined {
+  return total >= 0 ? total : range.length
 }

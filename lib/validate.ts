@@ -21,20 +21,26 @@ export function validateFd(value: unknown, name: string): number {
   return validateInteger(value, name, MAX_FD)
 }
 
-/** `null`/`undefined` → -1, the binding's "use and advance the file position". */
-export function validateOffset(value: unknown, name = 'offset'): number {
-  return value === null || value === undefined ? -1 : validateInteger(value, name, MAX_POSITION)
+/** `null`/`undefined` → `undefined`: "read from the file position and advance it". */
+export function validateOffset(value: unknown, name = 'offset'): number | undefined {
+  return value === null || value === undefined ? undefined : validateInteger(value, name, MAX_POSITION)
 }
 
-/** `undefined` or 0 → `null`, the binding's "until end of file"; any other count is exact. */
-export function validateCount(value: unknown, name = 'count'): number | null {
-  return value === undefined ? null : validateInteger(value, name, MAX_POSITION) || null
+/** `undefined` or 0 → `undefined`: "until end of file" (the public API's 0, as in BSD's sendfile); any other count is exact. */
+export function validateCount(value: unknown, name = 'count'): number | undefined {
+  return value === undefined ? undefined : validateInteger(value, name, MAX_POSITION) || undefined
 }
 
 export interface Range {
-  offset: number
+  /** Undefined: from the file position, which then advances (the low-level calls only). */
+  offset: number | undefined
   /** Undefined: to end of file. */
   length: number | undefined
+}
+
+/** A range that always names its first byte (every helper's: they never move a caller's file position). */
+export interface FixedRange extends Range {
+  offset: number
 }
 
 export function validateOptionsObject(options: unknown): Record<string, unknown> {
@@ -43,7 +49,7 @@ export function validateOptionsObject(options: unknown): Record<string, unknown>
   return options as Record<string, unknown>
 }
 
-export function validateRange(options: Record<string, unknown>): Range {
+export function validateRange(options: Record<string, unknown>): FixedRange {
   return {
     offset: options.offset === undefined ? 0 : validateInteger(options.offset, 'options.offset', MAX_POSITION),
     length: options.length === undefined ? undefined : validateInteger(options.length, 'options.length', MAX_POSITION),

@@ -41,10 +41,10 @@ function makeCall(): (out: number, input: number, offset: number, count: number)
   }
   if (flavor === 'binding') {
     return (out, input, offset, count) => {
-      const result = binding.sendfileSync(out, input, offset, count)
-      if (result >= 0) return result
-      if (result === -os.constants.errno.EAGAIN) return -1
-      throw new Error(`sendfile failed with errno ${-result}`)
+      const outcome = binding.sendfileSync({ outFd: out, inFd: input, offset, count })
+      if (outcome.errno === undefined) return outcome.bytes
+      if (outcome.errno === os.constants.errno.EAGAIN) return -1
+      throw new Error(`sendfile failed with errno ${outcome.errno}`)
     }
   }
   throw new Error(`unknown flavor ${flavor}`)

@@ -2,20 +2,13 @@
 //! on filesystems that share extents), then `sendfile(2)`, then `pread`/`pwrite`, each tried
 //! only when the one before refuses the pair of files before copying a byte.
 
-use crate::{platform, ranges_overlap, Outcome, Step, MAX_SENDFILE_CHUNK};
+use crate::{
+  is_refusal, platform, ranges_overlap, Method, Outcome, Refusal, Step, Stepwise, COPY_BUFFER_SIZE,
+  MAX_SENDFILE_CHUNK,
+};
 use nix::errno::Errno;
 use nix::sys::stat::fstat;
 use std::os::fd::BorrowedFd;
-
-/// Which mechanism a [`FileCopy`] uses; it only ever moves down this list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CopyMethod {
-  CopyFileRange,
-  Sendfile,
-  ReadWrite,
-}
-
-const READ_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// A copy of `count` bytes (`None`: to end of file) from `source_offset` in one file to
 /// `destination_offset` in another. Neither file position changes, unless the caller allows
@@ -26,24 +19,22 @@ pub struct FileCopy {
   destination_offset: i64,
   remaining: Option<u64>,
   bytes_copied: u64,
-  method: CopyMethod,
+  /// `CopyFileRange`, then `Sendfile`, then `ReadWrite`: it only ever moves down this list.
+  method: Method,
   may_move_destination_position: bool,
   inspected: bool,
   buffer: Vec<u8>,
 }
 
-/// Errors that mean "this mechanism cannot copy between these two files", not "the copy failed".
+/// Errors that mean "this mechanism cannot copy between these two files", not "the copy
+/// failed": every refusal, and what `copy_file_range(2)` adds (across file systems before
+/// Linux 5.3, files it cannot seek, swap files, an `O_APPEND` destination).
 fn refuses_pair(error: Errno) -> bool {
-  matches!(
-    error,
-    Errno::EXDEV
-      | Errno::ENOSYS
-      | Errno::EOPNOTSUPP
-      | Errno::EINVAL
-      | Errno::EBADF
-      | Errno::ESPIPE
-      | Errno::ETXTBSY
-  )
+  is_refusal(error)
+    || matches!(
+      error,
+      Errno::EXDEV | Errno::EBADF | Errno::ESPIPE | Errno::ETXTBSY
+    )
 }
 
 impl FileCopy {
@@ -58,7 +49,7 @@ impl FileCopy {
       destination_offset: i64::try_from(destination_offset).unwrap_or(i64::MAX),
       remaining: count,
       bytes_copied: 0,
-      method: CopyMethod::CopyFileRange,
+      method: Method::CopyFileRange,
       may_move_destination_position,
       inspected: false,
       buffer: Vec::new(),
@@ -69,7 +60,7 @@ impl FileCopy {
     self.bytes_copied
   }
 
-  pub fn method(&self) -> CopyMethod {
+  pub fn method(&self) -> Method {
     self.method
   }
 
@@ -96,15 +87,15 @@ impl FileCopy {
     }
     loop {
       let result = match self.method {
-        CopyMethod::CopyFileRange => platform::copy_file_range(
+        Method::CopyFileRange => platform::copy_file_range(
           source,
           &mut self.source_offset,
           destination,
           &mut self.destination_offset,
           wanted,
         ),
-        CopyMethod::Sendfile => self.sendfile_at_destination_offset(destination, source, wanted),
-        CopyMethod::ReadWrite => self.read_write(destination, source, wanted),
+        Method::Sendfile => self.sendfile_at_destination_offset(destination, source, wanted),
+        Method::ReadWrite => self.read_write(destination, source, wanted),
       };
       match result {
         Ok(0) => return Ok(Step::Finished),
@@ -116,13 +107,11 @@ impl FileCopy {
           return Ok(Step::Sent(copied as u64));
         }
         Err(error)
-          if self.bytes_copied == 0
-            && refuses_pair(error)
-            && self.method != CopyMethod::ReadWrite =>
+          if self.bytes_copied == 0 && refuses_pair(error) && self.method != Method::ReadWrite =>
         {
           self.method = match self.method {
-            CopyMethod::CopyFileRange if self.may_move_destination_position => CopyMethod::Sendfile,
-            _ => CopyMethod::ReadWrite,
+            Method::CopyFileRange if self.may_move_destination_position => Method::Sendfile,
+            _ => Method::ReadWrite,
           };
         }
         Err(error) => return Err(error),
@@ -138,19 +127,19 @@ impl FileCopy {
         Ok(Step::Sent(_)) | Err(Errno::EINTR) => continue,
         Ok(Step::Finished) => {
           return Outcome {
-            bytes_sent: self.bytes_copied,
+            bytes: self.bytes_copied,
             error: None,
           }
         }
         Ok(Step::WouldBlock) => {
           return Outcome {
-            bytes_sent: self.bytes_copied,
+            bytes: self.bytes_copied,
             error: Some(Errno::EAGAIN),
           }
         }
         Err(error) => {
           return Outcome {
-            bytes_sent: self.bytes_copied,
+            bytes: self.bytes_copied,
             error: Some(error),
           }
         }
@@ -171,7 +160,7 @@ impl FileCopy {
   ) -> Result<Option<Step>, Errno> {
     let (source_stat, destination_stat) = (fstat(source)?, fstat(destination)?);
     if source_stat.st_size == 0 {
-      self.method = CopyMethod::ReadWrite;
+      self.method = Method::ReadWrite;
     }
     if (source_stat.st_dev, source_stat.st_ino)
       != (destination_stat.st_dev, destination_stat.st_ino)
@@ -225,7 +214,7 @@ impl FileCopy {
     source: BorrowedFd<'_>,
     wanted: usize,
   ) -> Result<usize, Errno> {
-    let size = wanted.min(READ_WRITE_BUFFER);
+    let size = wanted.min(COPY_BUFFER_SIZE);
     if self.buffer.len() < size {
       self.buffer.resize(size, 0);
     }
@@ -246,5 +235,26 @@ impl FileCopy {
     self.source_offset += read as i64;
     self.destination_offset += read as i64;
     Ok(read)
+  }
+}
+
+impl Stepwise for FileCopy {
+  fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> Result<Step, Errno> {
+    FileCopy::step(self, out, input, max_chunk)
+  }
+  fn bytes_moved(&self) -> u64 {
+    self.bytes_copied
+  }
+  fn method(&self) -> Method {
+    self.method
+  }
+  /// A copy never refuses: it moves down its methods to `pread`/`pwrite`, which serve any pair.
+  fn refusal(&self) -> Option<Refusal> {
+    None
   }
 }

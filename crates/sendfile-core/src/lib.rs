@@ -9,7 +9,7 @@ mod copy;
 mod interrupt;
 mod platform;
 
-pub use copy::{CopyMethod, FileCopy};
+pub use copy::FileCopy;
 pub use interrupt::BlockedCall;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -19,6 +19,61 @@ pub use nix::errno::Errno;
 /// The most bytes one `sendfile(2)` call moves on Linux (`MAX_RW_COUNT`, see sendfile(2) NOTES);
 /// larger requests are split into calls of at most this size.
 pub const MAX_SENDFILE_CHUNK: u64 = 0x7fff_f000;
+
+/// The buffer of every copy that cannot stay in the kernel (the `pread`/`write` fallbacks):
+/// large enough that the syscalls cost little next to the copying, small enough to stay in a
+/// CPU's L2 cache while it is read and written back out.
+pub const COPY_BUFFER_SIZE: usize = 256 * 1024;
+
+/// The mechanism that moved (or moves) a transfer's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+  /// `sendfile(2)`: zero-copy, from the page cache to the destination.
+  Sendfile,
+  /// `copy_file_range(2)`: zero-copy between files, a reflink where the filesystem shares extents.
+  CopyFileRange,
+  /// `pread`/`write` through a buffer: the same bytes, copied through user space.
+  ReadWrite,
+}
+
+/// Why the kernel cannot move this transfer's bytes, found before the first byte moved: another
+/// way (a stream through user space) can serve. Whether to take it is the caller's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+  /// The kernel answered an error that means "not with this call, not for these files"
+  /// (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`): see [`is_refusal`].
+  Unsupported(Errno),
+  /// The source reports size 0 and yet has bytes (procfs, sysfs): the in-kernel copies see an
+  /// empty file, only `read(2)` finds its end.
+  SizeUnknown,
+}
+
+/// Errors with which a zero-copy call refuses a pair of files before moving a byte, rather
+/// than failing: a pipe or a file system the call does not support, a kernel without it.
+pub fn is_refusal(error: Errno) -> bool {
+  error == Errno::EINVAL
+    || error == Errno::ENOSYS
+    || error == Errno::EOPNOTSUPP
+    || error == Errno::ENOTSUP
+}
+
+/// What a driver needs from a transfer or a copy: one bounded step at a time.
+pub trait Stepwise {
+  /// Moves at most `max_chunk` bytes. `EINTR` is returned, not retried, so that a driver can
+  /// look for a cancel before it calls again (see [`BlockedCall`]); nothing moved then.
+  fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> Result<Step, Errno>;
+  /// Bytes moved so far.
+  fn bytes_moved(&self) -> u64;
+  /// The mechanism in use.
+  fn method(&self) -> Method;
+  /// Why the kernel cannot serve, when it refused before the first byte.
+  fn refusal(&self) -> Option<Refusal>;
+}
 
 /// Where a transfer reads from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,11 +95,11 @@ pub enum Step {
   WouldBlock,
 }
 
-/// The result of a transfer that may stop early: the bytes that went out, and why it stopped
-/// if it stopped before the end.
+/// The result of a transfer that may stop early: the bytes that moved, and why it stopped if
+/// it stopped before the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-  pub bytes_sent: u64,
+  pub bytes: u64,
   pub error: Option<Errno>,
 }
 
@@ -58,6 +113,7 @@ pub struct Transfer {
   bytes_sent: u64,
   /// Whether the first step has looked for a file sent into itself.
   inspected: bool,
+  refusal: Option<Refusal>,
 }
 
 impl Transfer {
@@ -77,6 +133,7 @@ impl Transfer {
       remaining: count,
       bytes_sent: 0,
       inspected: false,
+      refusal: None,
     }
   }
 
@@ -86,8 +143,7 @@ impl Transfer {
   }
 
   /// One `sendfile(2)` call of at most `max_chunk` bytes (and at most [`MAX_SENDFILE_CHUNK`]).
-  /// `EAGAIN` becomes [`Step::WouldBlock`]. `EINTR` is returned, not retried, so that a driver
-  /// can look for a cancel before it calls again (see [`BlockedCall`]); nothing went out.
+  /// `EAGAIN` becomes [`Step::WouldBlock`]; `EINTR` is returned (see [`Stepwise::step`]).
   pub fn step(
     &mut self,
     out: BorrowedFd<'_>,
@@ -108,7 +164,12 @@ impl Transfer {
     }
     // `wanted` is at most MAX_SENDFILE_CHUNK, so it fits usize on every target.
     match platform::sendfile(out, input, self.offset.as_mut(), wanted as usize) {
-      Ok(0) => Ok(Step::Finished),
+      Ok(0) => {
+        if self.bytes_sent == 0 && self.size_is_unknown(input) {
+          self.refusal = Some(Refusal::SizeUnknown);
+        }
+        Ok(Step::Finished)
+      }
       Ok(sent) => {
         let sent = sent as u64;
         self.bytes_sent += sent;
@@ -118,15 +179,43 @@ impl Transfer {
         Ok(Step::Sent(sent))
       }
       Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
-      Err(error @ (Errno::EINVAL | Errno::EOVERFLOW)) => {
-        if self.offset_is_past_end(input) {
-          Ok(Step::Finished)
-        } else {
-          Err(error)
+      Err(error) => {
+        let first = self.bytes_sent == 0;
+        if first && matches!(error, Errno::EINVAL) && self.size_is_unknown(input) {
+          // procfs and sysfs files cannot be spliced at all, and report size 0.
+          self.refusal = Some(Refusal::SizeUnknown);
+          return Err(error);
         }
+        if matches!(error, Errno::EINVAL | Errno::EOVERFLOW) && self.offset_is_past_end(input) {
+          return Ok(Step::Finished);
+        }
+        if first && is_refusal(error) {
+          self.refusal = Some(Refusal::Unsupported(error));
+        }
+        Err(error)
       }
-      Err(error) => Err(error),
     }
+  }
+
+  /// Whether a source that looks empty only says so: it reports size 0 (procfs, sysfs), yet
+  /// `read(2)` finds a byte. Asked only when the first call sent nothing.
+  fn size_is_unknown(&self, input: BorrowedFd<'_>) -> bool {
+    use nix::sys::stat::{fstat, SFlag};
+    let Ok(stat) = fstat(input) else {
+      return false;
+    };
+    let regular = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+    if !regular || stat.st_size != 0 {
+      return false;
+    }
+    let mut probe = [0u8; 1];
+    let read = match self.offset {
+      Some(offset) => nix::sys::uio::pread(input, &mut probe, offset),
+      // Looking at the next byte through the file position would move it: pread at it instead.
+      None => nix::unistd::lseek(input, 0, nix::unistd::Whence::SeekCur)
+        .and_then(|position| nix::sys::uio::pread(input, &mut probe, position)),
+    };
+    read.is_ok_and(|read| read > 0)
   }
 
   /// A regular file sent into itself: "until end of file" while appending never ends (the file
@@ -194,11 +283,31 @@ impl Transfer {
         Err(error) => break Some(error),
       }
     };
-    let bytes_sent = self.bytes_sent - started_at;
+    let bytes = self.bytes_sent - started_at;
     Outcome {
-      bytes_sent,
-      error: if bytes_sent > 0 { None } else { error },
+      bytes,
+      error: if bytes > 0 { None } else { error },
     }
+  }
+}
+
+impl Stepwise for Transfer {
+  fn step(
+    &mut self,
+    out: BorrowedFd<'_>,
+    input: BorrowedFd<'_>,
+    max_chunk: u64,
+  ) -> Result<Step, Errno> {
+    Transfer::step(self, out, input, max_chunk)
+  }
+  fn bytes_moved(&self) -> u64 {
+    self.bytes_sent
+  }
+  fn method(&self) -> Method {
+    Method::Sendfile
+  }
+  fn refusal(&self) -> Option<Refusal> {
+    self.refusal
   }
 }
 
@@ -206,12 +315,17 @@ impl Transfer {
 ///
 /// Negative numbers are answered with `EBADF` here, because `BorrowedFd` cannot hold `-1`;
 /// any other closed number is answered with `EBADF` by the kernel on first use.
-pub fn borrow_raw_fd<'fd>(fd: RawFd) -> Result<BorrowedFd<'fd>, Errno> {
+///
+/// # Safety
+///
+/// `fd` must be open for the whole lifetime `'fd` and not be closed by anyone while the borrow
+/// is used, or be closed already (then every syscall on it fails with `EBADF`). The caller
+/// chooses `'fd`: keep it to the call that received the number.
+pub unsafe fn borrow_raw_fd<'fd>(fd: RawFd) -> Result<BorrowedFd<'fd>, Errno> {
   if fd < 0 {
     return Err(Errno::EBADF);
   }
-  // SAFETY: the number is not -1; if it is not open, every syscall on it fails with EBADF and
-  // nothing else happens. The caller keeps it open for as long as it uses the borrow.
+  // SAFETY: the number is not -1, and the caller vouches for its lifetime.
   Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
@@ -223,16 +337,24 @@ pub fn borrow_raw_fd<'fd>(fd: RawFd) -> Result<BorrowedFd<'fd>, Errno> {
 /// fcntl(2)): with a plain dup(2), the first duplicate takes the lowest free number, which is
 /// the second fd's number when the caller has just closed it, and the second "duplicate" then
 /// copies the first file: a transfer from a closed fd would copy the output into itself.
-pub fn duplicate_pair(out: RawFd, input: RawFd) -> Result<(OwnedFd, OwnedFd), Errno> {
+///
+/// # Safety
+///
+/// As for [`borrow_raw_fd`], for the duration of this call only.
+pub unsafe fn duplicate_pair(out: RawFd, input: RawFd) -> Result<(OwnedFd, OwnedFd), Errno> {
   let above = out.max(input).checked_add(1).ok_or(Errno::EBADF)?;
-  let out = duplicate_above(out, above)?;
-  let input = duplicate_above(input, above)?;
+  // SAFETY: the caller vouches for both numbers for the length of this call.
+  let (out, input) = unsafe { (duplicate_above(out, above)?, duplicate_above(input, above)?) };
   Ok((out, input))
 }
 
-fn duplicate_above(fd: RawFd, lowest: RawFd) -> Result<OwnedFd, Errno> {
+/// # Safety
+///
+/// As for [`borrow_raw_fd`], for the duration of this call only.
+unsafe fn duplicate_above(fd: RawFd, lowest: RawFd) -> Result<OwnedFd, Errno> {
   use nix::fcntl::{fcntl, FcntlArg};
-  let borrowed = borrow_raw_fd(fd)?;
+  // SAFETY: the caller vouches for the number for the length of this call.
+  let borrowed = unsafe { borrow_raw_fd(fd) }?;
   match fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(lowest)) {
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
     Ok(duplicate) => Ok(unsafe { OwnedFd::from_raw_fd(duplicate) }),

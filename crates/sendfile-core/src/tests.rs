@@ -54,7 +54,7 @@ fn whole_file_to_a_pipe_with_count_zero() {
   assert_eq!(
     outcome,
     Outcome {
-      bytes_sent: 100_000,
+      bytes: 100_000,
       error: None
     }
   );
@@ -69,7 +69,7 @@ fn explicit_offset_leaves_the_file_position_alone() {
   let outcome =
     Transfer::new(Position::At(1_000), Some(500)).run_blocking(writer.as_fd(), source.file.as_fd());
   drop(writer);
-  assert_eq!(outcome.bytes_sent, 500);
+  assert_eq!(outcome.bytes, 500);
   assert_eq!(drain(File::from(reader)), contents[1_000..1_500]);
   assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(0));
 }
@@ -83,7 +83,7 @@ fn current_position_is_read_and_advanced() {
   let outcome =
     Transfer::new(Position::Current, Some(3_000)).run_blocking(writer.as_fd(), source.file.as_fd());
   drop(writer);
-  assert_eq!(outcome.bytes_sent, 3_000);
+  assert_eq!(outcome.bytes, 3_000);
   assert_eq!(drain(File::from(reader)), contents[2_000..5_000]);
   assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(5_000));
 }
@@ -98,21 +98,21 @@ fn an_empty_range_sends_nothing_while_none_means_end_of_file() {
   assert_eq!(
     empty,
     Outcome {
-      bytes_sent: 0,
+      bytes: 0,
       error: None
     }
   );
   let to_end =
     Transfer::new(Position::At(10), None).run_blocking(writer.as_fd(), source.file.as_fd());
   drop(writer);
-  assert_eq!(to_end.bytes_sent, 4_990);
+  assert_eq!(to_end.bytes, 4_990);
   assert_eq!(drain(File::from(reader)), contents[10..]);
   let mut copy = FileCopy::new(0, 0, Some(0), false);
   let destination = File::create(source.path.with_file_name("empty-copy")).expect("create");
   assert_eq!(
     copy.run_blocking(destination.as_fd(), source.file.as_fd()),
     Outcome {
-      bytes_sent: 0,
+      bytes: 0,
       error: None
     }
   );
@@ -129,7 +129,7 @@ fn offsets_at_and_past_end_of_file_send_nothing() {
     assert_eq!(
       outcome,
       Outcome {
-        bytes_sent: 0,
+        bytes: 0,
         error: None
       },
       "offset {offset}"
@@ -151,14 +151,14 @@ fn a_full_non_blocking_socket_gives_a_short_count_then_eagain() {
   let mut transfer = Transfer::new(Position::At(0), None);
   let first = transfer.run_blocking(ours.as_fd(), source.file.as_fd());
   assert!(
-    first.error.is_none() && first.bytes_sent > 0 && first.bytes_sent < contents.len() as u64,
+    first.error.is_none() && first.bytes > 0 && first.bytes < contents.len() as u64,
     "{first:?}"
   );
   let second = transfer.run_blocking(ours.as_fd(), source.file.as_fd());
   assert_eq!(
     second,
     Outcome {
-      bytes_sent: 0,
+      bytes: 0,
       error: Some(Errno::EAGAIN)
     }
   );
@@ -169,11 +169,11 @@ fn a_full_non_blocking_socket_gives_a_short_count_then_eagain() {
   // The fd's flags are never touched.
   let flags = OFlag::from_bits_truncate(fcntl(ours.as_fd(), FcntlArg::F_GETFL).expect("getfl"));
   assert!(flags.contains(OFlag::O_NONBLOCK));
-  let mut received = vec![0u8; first.bytes_sent as usize];
+  let mut received = vec![0u8; first.bytes as usize];
   let mut peer = File::from(peer);
   fcntl(peer.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).expect("make peer blocking");
   peer.read_exact(&mut received).expect("read what was sent");
-  assert_eq!(received, contents[..first.bytes_sent as usize]);
+  assert_eq!(received, contents[..first.bytes as usize]);
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn file_to_file_past_four_gibibytes() {
   assert_eq!(
     outcome,
     Outcome {
-      bytes_sent: 100,
+      bytes: 100,
       error: None
     }
   );
@@ -237,11 +237,12 @@ fn file_to_file_past_four_gibibytes() {
 fn errors_before_any_byte_are_reported() {
   let source = Fixture::new("errors", &pattern(10));
   let (reader, writer) = pipe().expect("pipe");
-  assert_eq!(borrow_raw_fd(-1).err(), Some(Errno::EBADF));
+  // SAFETY: -1 is refused before anything borrows it.
+  assert_eq!(unsafe { borrow_raw_fd(-1) }.err(), Some(Errno::EBADF));
   // Reading from a pipe: sendfile needs an mmap-able (seekable) source.
   let outcome =
     Transfer::new(Position::At(0), Some(10)).run_blocking(writer.as_fd(), reader.as_fd());
-  assert_eq!(outcome.bytes_sent, 0);
+  assert_eq!(outcome.bytes, 0);
   assert!(
     matches!(outcome.error, Some(Errno::EINVAL) | Some(Errno::ESPIPE)),
     "{outcome:?}"
@@ -251,7 +252,8 @@ fn errors_before_any_byte_are_reported() {
   let outcome =
     Transfer::new(Position::At(0), Some(10)).run_blocking(other.file.as_fd(), source.file.as_fd());
   assert_eq!(outcome.error, Some(Errno::EBADF));
-  assert_eq!(duplicate_pair(-5, 0).err(), Some(Errno::EBADF));
+  // SAFETY: -5 is refused before anything is duplicated.
+  assert_eq!(unsafe { duplicate_pair(-5, 0) }.err(), Some(Errno::EBADF));
 }
 
 #[test]
@@ -275,7 +277,8 @@ fn wait_strategy_tells_sockets_from_files() {
   assert_eq!(wait_strategy(&blocking), Ok(WaitStrategy::Blocking));
   assert_eq!(wait_strategy(&source.file), Ok(WaitStrategy::Blocking));
   let raw = std::os::fd::AsRawFd::as_raw_fd(&ours);
-  let (copy, _) = duplicate_pair(raw, raw).expect("dup");
+  // SAFETY: `ours` is open for the whole call.
+  let (copy, _) = unsafe { duplicate_pair(raw, raw) }.expect("dup");
   assert_eq!(wait_strategy(&copy), Ok(WaitStrategy::Readiness));
 }
 
@@ -285,13 +288,18 @@ fn duplicates_never_take_a_number_the_caller_passed() {
   let output = Fixture::new("dup-out", &pattern(10));
   let input = Fixture::new("dup-in", &pattern(10));
   let (out_fd, in_fd) = (output.file.as_raw_fd(), input.file.as_raw_fd());
-  let (out_copy, in_copy) = duplicate_pair(out_fd, in_fd).expect("dup");
+  // SAFETY: both fixtures are open for the whole call.
+  let (out_copy, in_copy) = unsafe { duplicate_pair(out_fd, in_fd) }.expect("dup");
   assert!(out_copy.as_raw_fd() > out_fd.max(in_fd));
   assert!(in_copy.as_raw_fd() > out_fd.max(in_fd));
   // The input's number closed (so it is the lowest free one): EBADF, never a copy of the output.
   let closed = File::open(&input.path).expect("open").into_raw_fd();
   nix::unistd::close(closed).expect("close");
-  assert_eq!(duplicate_pair(out_fd, closed).err(), Some(Errno::EBADF));
+  // SAFETY: `out_fd` is open; `closed` is closed, which answers EBADF.
+  assert_eq!(
+    unsafe { duplicate_pair(out_fd, closed) }.err(),
+    Some(Errno::EBADF)
+  );
 }
 
 #[test]
@@ -311,7 +319,7 @@ fn a_file_sent_into_itself_stops_at_its_old_end_or_is_refused() {
   assert_eq!(
     outcome,
     Outcome {
-      bytes_sent: 1000,
+      bytes: 1000,
       error: None
     }
   );
@@ -328,7 +336,7 @@ fn a_file_sent_into_itself_stops_at_its_old_end_or_is_refused() {
   assert_eq!(
     outcome,
     Outcome {
-      bytes_sent: 0,
+      bytes: 0,
       error: Some(Errno::EINVAL)
     }
   );
@@ -369,4 +377,37 @@ fn an_interrupt_ends_a_step_blocked_on_a_full_blocking_pipe() {
   let (step, sent) = worker.join().expect("worker");
   assert_eq!(step, Err(Errno::EINTR));
   assert!(sent > 0 && sent < 4 * 1024 * 1024, "{sent}");
+}
+
+#[test]
+fn refusals_before_the_first_byte_are_named_and_errors_after_it_are_not() {
+  // A procfs file reports size 0 and cannot be spliced: the size is unknown, read(2) serves.
+  let proc_file = File::open("/proc/self/status").expect("open /proc/self/status");
+  let (_reader, writer) = pipe().expect("pipe");
+  let mut transfer = Transfer::new(Position::At(0), None);
+  let outcome = transfer.run_blocking(writer.as_fd(), proc_file.as_fd());
+  assert_eq!(outcome.bytes, 0);
+  assert_eq!(transfer.refusal(), Some(Refusal::SizeUnknown));
+  // A pipe as the source: the kernel refuses the pair.
+  let (source_reader, _source_writer) = pipe().expect("pipe");
+  let mut transfer = Transfer::new(Position::Current, Some(10));
+  let outcome = transfer.run_blocking(writer.as_fd(), source_reader.as_fd());
+  assert_eq!(outcome.error, Some(Errno::EINVAL));
+  assert_eq!(
+    transfer.refusal(),
+    Some(Refusal::Unsupported(Errno::EINVAL))
+  );
+  // A truly empty file is no refusal: there is nothing to send.
+  let empty = Fixture::new("empty", &[]);
+  let mut transfer = Transfer::new(Position::At(0), None);
+  let outcome = transfer.run_blocking(writer.as_fd(), empty.file.as_fd());
+  assert_eq!(
+    outcome,
+    Outcome {
+      bytes: 0,
+      error: None
+    }
+  );
+  assert_eq!(transfer.refusal(), None);
+  assert!(is_refusal(Errno::ENOSYS) && !is_refusal(Errno::EPIPE));
 }

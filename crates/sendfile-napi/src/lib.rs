@@ -1,126 +1,184 @@
-//! Node.js binding for `sendfile-core`: argument conversion, the async driver on napi-rs's
-//! tokio runtime, and errors carried out as data (`errno`), because napi-rs cannot give an
-//! async rejection a custom `code`. `index.ts` turns them into Node-style errors.
+//! Node.js binding for `sendfile-core`: one request object per operation, one [`Outcome`] for
+//! every call (sync or async), the async driver on napi-rs's tokio runtime, and errors carried
+//! out as data (`errno`), because napi-rs cannot give an async rejection a custom `code`.
+//! `lib/errors.ts` turns them into Node-style errors; `lib/native.ts` decides what a refusal
+//! means (fall back or fail).
+
+#![deny(clippy::all)]
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use sendfile_core::{
-  BlockedCall, CopyMethod, Errno, FileCopy, Position, Step, Transfer, WaitStrategy,
+  BlockedCall, Errno, FileCopy, Position, Refusal, Step, Stepwise, Transfer, WaitStrategy,
 };
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 
-/// `offset` below zero means "use and advance the file position".
-fn position(offset: i64) -> Position {
-  u64::try_from(offset).map_or(Position::Current, Position::At)
-}
+/// Bytes one async transfer moves before it reports progress and lets other transfers run,
+/// like nginx's `sendfile_max_chunk` (2 MiB by default since nginx 1.21.4).
+const PROGRESS_CHUNK: u64 = 2 * 1024 * 1024;
 
-/// A byte offset from JS; `index.ts` has already refused negative and unsafe values.
-fn offset_of(offset: i64) -> u64 {
-  u64::try_from(offset).unwrap_or(0)
-}
+/// How often a cancelled blocking transfer signals its thread until the thread notices: a
+/// signal that lands just before the syscall starts is absorbed without effect.
+const INTERRUPT_RETRY: Duration = Duration::from_millis(2);
 
-/// A byte count from JS: `null` means "until end of file", any number is exact (0 sends nothing).
-fn count(count: Option<i64>) -> Option<u64> {
-  count.map(offset_of)
-}
-
-/// One blocking transfer (`count` null: until end of file). Returns the bytes sent, or
-/// `-errno` when nothing was sent.
-#[napi(js_name = "sendfileSync", catch_unwind)]
-pub fn sendfile_sync(out_fd: i32, in_fd: i32, offset: i64, count_: Option<i64>) -> i64 {
-  let fds = sendfile_core::borrow_raw_fd(out_fd)
-    .and_then(|out| Ok((out, sendfile_core::borrow_raw_fd(in_fd)?)));
-  let (out, input) = match fds {
-    Ok(fds) => fds,
-    Err(errno) => return -(errno as i64),
-  };
-  let outcome = Transfer::new(position(offset), count(count_)).run_blocking(out, input);
-  match outcome.error {
-    Some(errno) => -(errno as i64),
-    None => outcome.bytes_sent as i64,
-  }
-}
-
-/// How a transfer ended: `errno` is 0 on success, `ECANCELED` after `cancel()`; `method` is
-/// the kernel mechanism that moved the bytes (`sendfile`, `copy_file_range`, `read_write`).
+/// A transfer from a file to a socket, pipe or file (`sendfile(2)`).
 #[napi(object)]
-pub struct NativeOutcome {
-  pub bytes_sent: i64,
-  pub errno: i32,
-  pub method: String,
+pub struct SendRequest {
+  pub out_fd: i32,
+  pub in_fd: i32,
+  /// Where to read; absent: from `inFd`'s file position, which then advances.
+  pub offset: Option<i64>,
+  /// Bytes to send; absent: until end of file. Zero sends nothing.
+  pub count: Option<i64>,
 }
 
-impl NativeOutcome {
-  fn new(bytes_sent: u64, error: Option<Errno>, method: &str) -> Self {
-    NativeOutcome {
-      bytes_sent: bytes_sent as i64,
-      errno: error.map_or(0, |errno| errno as i32),
-      method: method.to_owned(),
+/// A copy between two regular files. Neither file position moves, unless
+/// `mayMoveDestinationPosition` (then `sendfile`, which writes at the position, may serve when
+/// `copy_file_range` cannot).
+#[napi(object)]
+pub struct CopyRequest {
+  pub destination_fd: i32,
+  pub source_fd: i32,
+  pub source_offset: i64,
+  pub destination_offset: i64,
+  /// Bytes to copy; absent: until end of file. Zero copies nothing.
+  pub count: Option<i64>,
+  pub may_move_destination_position: bool,
+}
+
+/// The mechanism that moved the bytes; `none` when none was tried.
+#[napi(string_enum = "snake_case")]
+pub enum Method {
+  Sendfile,
+  CopyFileRange,
+  ReadWrite,
+  None,
+}
+
+/// Why the kernel cannot serve this transfer, found before its first byte.
+#[napi(string_enum = "snake_case")]
+pub enum RefusalKind {
+  /// The kernel answered `errno` (EINVAL, ENOSYS, EOPNOTSUPP): not with this call, not here.
+  Unsupported,
+  /// The source reports size 0 yet has bytes (procfs, sysfs): only `read(2)` finds its end.
+  SizeUnknown,
+}
+
+/// How any call ended. `errno` is absent on success; `ECANCELED` after `cancel()`. `refusal`
+/// is set when the kernel refused before any byte moved: the caller may try another way.
+#[napi(object)]
+pub struct Outcome {
+  pub bytes: i64,
+  pub errno: Option<i32>,
+  pub method: Method,
+  pub refusal: Option<RefusalKind>,
+}
+
+impl Outcome {
+  fn failed_before_start(errno: Errno) -> Self {
+    Outcome {
+      bytes: 0,
+      errno: Some(errno as i32),
+      method: Method::None,
+      refusal: None,
+    }
+  }
+
+  fn of(work: &impl Stepwise, bytes: u64, error: Option<Errno>) -> Self {
+    Outcome {
+      bytes: bytes as i64,
+      errno: error.map(|errno| errno as i32),
+      method: method_of(work.method()),
+      refusal: work.refusal().map(|refusal| match refusal {
+        Refusal::Unsupported(_) => RefusalKind::Unsupported,
+        Refusal::SizeUnknown => RefusalKind::SizeUnknown,
+      }),
     }
   }
 }
 
-/// What the async driver needs from a transfer or a copy: one bounded step at a time.
-trait Stepwise: Send + 'static {
-  fn step(
-    &mut self,
-    out: BorrowedFd<'_>,
-    input: BorrowedFd<'_>,
-    max_chunk: u64,
-  ) -> std::result::Result<Step, Errno>;
-  fn bytes_done(&self) -> u64;
-  fn method(&self) -> &'static str;
-}
-
-impl Stepwise for Transfer {
-  fn step(
-    &mut self,
-    out: BorrowedFd<'_>,
-    input: BorrowedFd<'_>,
-    max_chunk: u64,
-  ) -> std::result::Result<Step, Errno> {
-    Transfer::step(self, out, input, max_chunk)
-  }
-  fn bytes_done(&self) -> u64 {
-    self.bytes_sent()
-  }
-  fn method(&self) -> &'static str {
-    "sendfile"
-  }
-}
-
-impl Stepwise for FileCopy {
-  fn step(
-    &mut self,
-    out: BorrowedFd<'_>,
-    input: BorrowedFd<'_>,
-    max_chunk: u64,
-  ) -> std::result::Result<Step, Errno> {
-    FileCopy::step(self, out, input, max_chunk)
-  }
-  fn bytes_done(&self) -> u64 {
-    self.bytes_copied()
-  }
-  fn method(&self) -> &'static str {
-    copy_method_name(FileCopy::method(self))
-  }
-}
-
-fn copy_method_name(method: CopyMethod) -> &'static str {
+fn method_of(method: sendfile_core::Method) -> Method {
   match method {
-    CopyMethod::CopyFileRange => "copy_file_range",
-    CopyMethod::Sendfile => "sendfile",
-    CopyMethod::ReadWrite => "read_write",
+    sendfile_core::Method::Sendfile => Method::Sendfile,
+    sendfile_core::Method::CopyFileRange => Method::CopyFileRange,
+    sendfile_core::Method::ReadWrite => Method::ReadWrite,
   }
 }
 
-/// Cancels the async transfers it was passed to; a waiting transfer wakes up at once.
+/// A byte offset or count from JS, where `lib/validate.ts` has already refused negative and
+/// unsafe values.
+fn unsigned(value: i64) -> u64 {
+  u64::try_from(value).unwrap_or(0)
+}
+
+impl SendRequest {
+  fn transfer(&self) -> Transfer {
+    let position = self
+      .offset
+      .map_or(Position::Current, |offset| Position::At(unsigned(offset)));
+    Transfer::new(position, self.count.map(unsigned))
+  }
+}
+
+impl CopyRequest {
+  fn copy(&self) -> FileCopy {
+    FileCopy::new(
+      unsigned(self.source_offset),
+      unsigned(self.destination_offset),
+      self.count.map(unsigned),
+      self.may_move_destination_position,
+    )
+  }
+}
+
+/// Borrows two fd numbers from JS for the length of a synchronous call.
+fn with_borrowed<T>(
+  out_fd: RawFd,
+  in_fd: RawFd,
+  run: impl FnOnce(BorrowedFd<'_>, BorrowedFd<'_>) -> T,
+) -> std::result::Result<T, Errno> {
+  // SAFETY: JS passed these numbers for this synchronous call; they stay open (or are closed
+  // and answer EBADF) until it returns, and the borrows do not outlive it.
+  let out = unsafe { sendfile_core::borrow_raw_fd(out_fd) }?;
+  // SAFETY: as above.
+  let input = unsafe { sendfile_core::borrow_raw_fd(in_fd) }?;
+  Ok(run(out, input))
+}
+
+/// One blocking transfer, with `write(2)`'s semantics for a short count: bytes that went out
+/// before a full non-blocking socket (or another error) are the answer, the error recurs next.
+#[napi(js_name = "sendfileSync", catch_unwind)]
+pub fn sendfile_sync(request: SendRequest) -> Outcome {
+  let mut transfer = request.transfer();
+  with_borrowed(request.out_fd, request.in_fd, |out, input| {
+    let outcome = transfer.run_blocking(out, input);
+    Outcome::of(&transfer, outcome.bytes, outcome.error)
+  })
+  .unwrap_or_else(Outcome::failed_before_start)
+}
+
+/// A whole copy on the calling thread; an error after some bytes is still an error.
+#[napi(js_name = "copyRangeSync", catch_unwind)]
+pub fn copy_range_sync(request: CopyRequest) -> Outcome {
+  let mut copy = request.copy();
+  with_borrowed(
+    request.destination_fd,
+    request.source_fd,
+    |destination, source| {
+      let outcome = copy.run_blocking(destination, source);
+      Outcome::of(&copy, outcome.bytes, outcome.error)
+    },
+  )
+  .unwrap_or_else(Outcome::failed_before_start)
+}
+
+/// Cancels the async transfers it was passed to; a waiting or blocked transfer stops at once.
 #[napi]
 pub struct TransferControl {
   token: CancellationToken,
@@ -142,42 +200,24 @@ impl TransferControl {
   }
 }
 
-/// Cumulative bytes sent, reported to JS without waiting for it. Weak: a pending transfer's
+/// Cumulative bytes moved, reported to JS without waiting for it. Weak: a pending transfer's
 /// promise, not its progress callback, is what keeps the process alive.
 type ProgressCallback = ThreadsafeFunction<f64, (), f64, Status, false, true>;
 
-struct Job<S: Stepwise> {
+struct Job<W: Stepwise> {
   input: OwnedFd,
-  transfer: S,
-  max_chunk: u64,
+  work: W,
   token: CancellationToken,
   progress: Option<ProgressCallback>,
   reported: u64,
 }
 
-impl<S: Stepwise> Job<S> {
-  fn new(
-    input: OwnedFd,
-    transfer: S,
-    max_chunk: i64,
-    control: &TransferControl,
-    progress: Option<ProgressCallback>,
-  ) -> Self {
-    Job {
-      input,
-      transfer,
-      max_chunk: u64::try_from(max_chunk).unwrap_or(1).max(1),
-      token: control.token.clone(),
-      progress,
-      reported: 0,
-    }
-  }
-
+impl<W: Stepwise> Job<W> {
   /// Tells JS how far the transfer got, at most once per chunk (and whenever it is about to
   /// wait), without waiting for JS.
   fn report(&mut self, before_waiting: bool) {
-    let done = self.transfer.bytes_done();
-    if done == self.reported || (!before_waiting && done - self.reported < self.max_chunk) {
+    let done = self.work.bytes_moved();
+    if done == self.reported || (!before_waiting && done - self.reported < PROGRESS_CHUNK) {
       return;
     }
     self.reported = done;
@@ -189,34 +229,44 @@ impl<S: Stepwise> Job<S> {
   /// Bytes the next step may move: never past the next progress report, so JS hears of every
   /// chunk however the kernel splits the writes.
   fn chunk_budget(&self) -> u64 {
-    let unreported = self.transfer.bytes_done() - self.reported;
-    self.max_chunk.saturating_sub(unreported).max(1)
+    let unreported = self.work.bytes_moved() - self.reported;
+    PROGRESS_CHUNK.saturating_sub(unreported).max(1)
   }
 
-  fn finish(&self, error: Option<Errno>) -> NativeOutcome {
-    NativeOutcome::new(self.transfer.bytes_done(), error, self.transfer.method())
+  fn step(&mut self, out: BorrowedFd<'_>) -> std::result::Result<Step, Errno> {
+    let budget = self.chunk_budget();
+    self.work.step(out, self.input.as_fd(), budget)
+  }
+
+  fn finish(&self, error: Option<Errno>) -> Outcome {
+    Outcome::of(&self.work, self.work.bytes_moved(), error)
   }
 }
 
-/// How often a cancelled blocking transfer signals its thread until the thread notices: a
-/// signal that lands just before the syscall starts is absorbed without effect.
-const INTERRUPT_RETRY: Duration = Duration::from_millis(2);
-
 /// Duplicates both fds, so that the caller closing its numbers (and their reuse) can never
-/// redirect a byte, then runs the job on the tokio runtime.
-fn start_job<'env, S: Stepwise>(
+/// redirect a byte, then runs the job on the tokio runtime: a non-blocking socket or pipe is
+/// awaited with `AsyncFd` between `EAGAIN`s, anything else runs on tokio's blocking pool.
+fn start_job<'env, W: Stepwise + Send + 'static>(
   env: &'env Env,
-  out_fd: i32,
-  in_fd: i32,
-  make_job: impl FnOnce(OwnedFd) -> Job<S>,
-) -> Result<PromiseRaw<'env, NativeOutcome>> {
-  let (out, input) = match sendfile_core::duplicate_pair(out_fd, in_fd) {
+  out_fd: RawFd,
+  in_fd: RawFd,
+  work: W,
+  control: &TransferControl,
+  progress: Option<ProgressCallback>,
+) -> Result<PromiseRaw<'env, Outcome>> {
+  // SAFETY: the numbers come from JS for this call; open ones are duplicated before it
+  // returns, closed ones answer EBADF.
+  let (out, input) = match unsafe { sendfile_core::duplicate_pair(out_fd, in_fd) } {
     Ok(fds) => fds,
-    Err(errno) => {
-      return env.spawn_future(async move { Ok(NativeOutcome::new(0, Some(errno), "none")) })
-    }
+    Err(errno) => return env.spawn_future(async move { Ok(Outcome::failed_before_start(errno)) }),
   };
-  let job = make_job(input);
+  let job = Job {
+    input,
+    work,
+    token: control.token.clone(),
+    progress,
+    reported: 0,
+  };
   match sendfile_core::wait_strategy(&out) {
     Ok(WaitStrategy::Readiness) => env.spawn_future(async move { Ok(run_ready(out, job).await) }),
     // Straight onto the blocking pool, without a hop through an async worker first. The thread
@@ -238,7 +288,7 @@ fn start_job<'env, S: Stepwise>(
             }
           },
         };
-        Ok(finished.unwrap_or_else(|_| NativeOutcome::new(0, Some(Errno::EIO), "none")))
+        Ok(finished.unwrap_or_else(|_| Outcome::failed_before_start(Errno::EIO)))
       })
     }
     Err(errno) => {
@@ -248,103 +298,57 @@ fn start_job<'env, S: Stepwise>(
   }
 }
 
-/// Sends a whole range (or up to end of file) without blocking a libuv thread: a non-blocking
-/// socket or pipe is awaited with tokio's `AsyncFd` (epoll/kqueue) between `EAGAIN`s; anything
-/// else runs on tokio's blocking pool.
+/// Sends a whole range (or up to end of file) without blocking a libuv thread.
 #[napi(
   js_name = "sendfileAsync",
-  ts_return_type = "Promise<NativeOutcome>",
+  ts_return_type = "Promise<Outcome>",
   catch_unwind
 )]
-#[allow(clippy::too_many_arguments)]
 pub fn sendfile_async<'env>(
   env: &'env Env,
-  out_fd: i32,
-  in_fd: i32,
-  offset: i64,
-  count_: Option<i64>,
-  max_chunk: i64,
+  request: SendRequest,
   control: &TransferControl,
   #[napi(ts_arg_type = "((bytesSent: number) => void) | undefined | null")] on_progress: Option<
     ProgressCallback,
   >,
-) -> Result<PromiseRaw<'env, NativeOutcome>> {
-  let transfer = Transfer::new(position(offset), count(count_));
-  start_job(env, out_fd, in_fd, |input| {
-    Job::new(input, transfer, max_chunk, control, on_progress)
-  })
-}
-
-/// Copies `count` bytes (null: to end of file) from `sourceOffset` of one file to
-/// `destinationOffset` of another, on the calling thread. Neither file position moves unless
-/// `mayMoveDestinationPosition` (then `sendfile` may serve when `copy_file_range` cannot).
-#[napi(js_name = "copyRangeSync", catch_unwind)]
-pub fn copy_range_sync(
-  destination_fd: i32,
-  source_fd: i32,
-  source_offset: i64,
-  destination_offset: i64,
-  count_: Option<i64>,
-  may_move_destination_position: bool,
-) -> NativeOutcome {
-  let mut copy = FileCopy::new(
-    offset_of(source_offset),
-    offset_of(destination_offset),
-    count(count_),
-    may_move_destination_position,
-  );
-  let fds = sendfile_core::borrow_raw_fd(destination_fd)
-    .and_then(|out| Ok((out, sendfile_core::borrow_raw_fd(source_fd)?)));
-  match fds {
-    Ok((destination, source)) => {
-      let outcome = copy.run_blocking(destination, source);
-      NativeOutcome::new(
-        outcome.bytes_sent,
-        outcome.error,
-        copy_method_name(copy.method()),
-      )
-    }
-    Err(errno) => NativeOutcome::new(0, Some(errno), "none"),
-  }
+) -> Result<PromiseRaw<'env, Outcome>> {
+  let transfer = request.transfer();
+  start_job(
+    env,
+    request.out_fd,
+    request.in_fd,
+    transfer,
+    control,
+    on_progress,
+  )
 }
 
 /// [`copy_range_sync`] on tokio's blocking pool, with cancellation and progress.
 #[napi(
   js_name = "copyRangeAsync",
-  ts_return_type = "Promise<NativeOutcome>",
+  ts_return_type = "Promise<Outcome>",
   catch_unwind
 )]
-#[allow(clippy::too_many_arguments)]
 pub fn copy_range_async<'env>(
   env: &'env Env,
-  destination_fd: i32,
-  source_fd: i32,
-  source_offset: i64,
-  destination_offset: i64,
-  count_: Option<i64>,
-  may_move_destination_position: bool,
-  max_chunk: i64,
+  request: CopyRequest,
   control: &TransferControl,
   #[napi(ts_arg_type = "((bytesCopied: number) => void) | undefined | null")] on_progress: Option<
     ProgressCallback,
   >,
-) -> Result<PromiseRaw<'env, NativeOutcome>> {
-  let copy = FileCopy::new(
-    offset_of(source_offset),
-    offset_of(destination_offset),
-    count(count_),
-    may_move_destination_position,
-  );
-  start_job(env, destination_fd, source_fd, |input| {
-    Job::new(input, copy, max_chunk, control, on_progress)
-  })
+) -> Result<PromiseRaw<'env, Outcome>> {
+  let copy = request.copy();
+  start_job(
+    env,
+    request.destination_fd,
+    request.source_fd,
+    copy,
+    control,
+    on_progress,
+  )
 }
 
-fn run_blocking<S: Stepwise>(
-  out: OwnedFd,
-  mut job: Job<S>,
-  blocked: &BlockedCall,
-) -> NativeOutcome {
+fn run_blocking<W: Stepwise>(out: OwnedFd, mut job: Job<W>, blocked: &BlockedCall) -> Outcome {
   loop {
     blocked.enter();
     // Checked after `enter`: a cancel from now on interrupts the step below.
@@ -352,9 +356,7 @@ fn run_blocking<S: Stepwise>(
       blocked.leave();
       return job.finish(Some(Errno::ECANCELED));
     }
-    let step = job
-      .transfer
-      .step(out.as_fd(), job.input.as_fd(), job.chunk_budget());
+    let step = job.step(out.as_fd());
     blocked.leave();
     match step {
       Ok(Step::Sent(_)) => job.report(false),
@@ -363,7 +365,7 @@ fn run_blocking<S: Stepwise>(
       Ok(Step::Finished) => return job.finish(None),
       // A blocking destination answered EAGAIN (SO_SNDTIMEO expired, or O_NONBLOCK was set
       // since we looked): try again shortly rather than spin.
-      Ok(Step::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(1)),
+      Ok(Step::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
       Err(errno) => return job.finish(Some(errno)),
     }
   }
@@ -385,22 +387,19 @@ impl Destination {
   }
 }
 
-async fn run_ready<S: Stepwise>(out: OwnedFd, mut job: Job<S>) -> NativeOutcome {
+async fn run_ready<W: Stepwise>(out: OwnedFd, mut job: Job<W>) -> Outcome {
   let mut out = Destination::Plain(out);
   let mut since_yield = 0u64;
   loop {
     if job.token.is_cancelled() {
       return job.finish(Some(Errno::ECANCELED));
     }
-    match job
-      .transfer
-      .step(out.fd(), job.input.as_fd(), job.chunk_budget())
-    {
+    match job.step(out.fd()) {
       Ok(Step::Sent(sent)) => {
         job.report(false);
         since_yield += sent;
         // Like nginx's sendfile_max_chunk: one fast peer must not starve the others.
-        if since_yield >= job.max_chunk {
+        if since_yield >= PROGRESS_CHUNK {
           since_yield = 0;
           tokio::task::yield_now().await;
         }
