@@ -1,20 +1,26 @@
 /**
- * serveFile and createStaticHandler against real servers on 127.0.0.1 and real clients: Node's
- * fetch, https.get, and a raw socket client for keep-alive, pipelining and request targets that
- * fetch would normalize. Every wait is bounded; nothing depends on timing.
+ * serveFile and createStaticHandler against real servers on 127.0.0.1 (node:http, node:https,
+ * node:http2, Express with compression()) and real clients: Node's fetch, http.get and
+ * https.get, an http2 session, and a raw socket client for keep-alive, pipelining and request
+ * targets that fetch would normalize. Every wait is bounded; nothing depends on timing.
  */
 import test, { type ExecutionContext } from 'ava'
+import compression from 'compression'
+import express from 'express'
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as http2 from 'node:http2'
 import * as https from 'node:https'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
+import * as zlib from 'node:zlib'
 
 import { createStaticHandler, serveFile, transferChannel, type StaticOptions, type TransferReport } from '..'
-import { fdsSettle, openFdCount, pattern, sha256, tick } from './helpers'
+import { fdsSettle, openFdCount, pattern, sha256, tempDir, tick } from './helpers'
+import { eventually, fdsOpenOn, sparseFile, waitUntilStalled, within } from './socket-fixtures'
 
 const MiB = 1024 * 1024
 
@@ -95,15 +101,6 @@ function serve(t: ExecutionContext, handler: http.RequestListener): Promise<numb
 
 function serveStatic(t: ExecutionContext, options?: StaticOptions): Promise<number> {
   return serve(t, createStaticHandler(root, options))
-}
-
-/** Settles like `promise`, or rejects after `ms`: a bound so a bug fails the test instead of hanging it. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 interface Reply {
@@ -289,6 +286,34 @@ test.serial('EACCES: serveFile and the static handler answer 403', async (t) => 
   } finally {
     if (seteuid) seteuid(0)
   }
+})
+
+test.serial('unexpected errors (a root the server may not search): next(error) as middleware, 500 as a plain handler, never an unhandled rejection', async (t) => {
+  const dir = tempDir(t)
+  const unsearchable = path.join(dir, 'public')
+  fs.mkdirSync(unsearchable)
+  fs.writeFileSync(path.join(unsearchable, 'notes.txt'), 'notes\n')
+  const plain = await serve(t, createStaticHandler(unsearchable))
+  const middleware = await serve(t, chain(createStaticHandler(unsearchable) as Middleware, finalHandler))
+  // realpath(root) fails with EACCES: as nobody (the temp dir is root's and 0700), or, not
+  // running as root, with the search bit taken from the temp dir.
+  const seteuid = process.getuid?.() === 0 ? process.seteuid : undefined
+  if (seteuid) seteuid(65534)
+  else fs.chmodSync(dir, 0)
+  try {
+    t.is((await get(plain, '/notes.txt')).status, 500)
+    t.is((await get(middleware, '/notes.txt')).body.toString(), 'error from next: EACCES')
+  } finally {
+    if (seteuid) seteuid(0)
+    else fs.chmodSync(dir, 0o700)
+  }
+  const throwingNext = await serve(t, (req, res) =>
+    createStaticHandler(root)(req, res, () => {
+      throw new Error('a next that throws')
+    }),
+  )
+  t.is((await get(throwingNext, '/missing.txt')).status, 500)
+  t.deepEqual(unexpected, [])
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -894,28 +919,454 @@ test('middleware with fallthrough: false answers misses itself', async (t) => {
   t.is(nextCalls, 0)
 })
 
-test('unexpected errors: next(error) as middleware, 500 as a plain handler, never an unhandled rejection', async (t) => {
-  const missingRoot = path.join(base, 'no-such-root')
-  const plain = await serve(t, createStaticHandler(missingRoot))
-  const reply = await get(plain, '/notes.txt')
-  t.is(reply.status, 500)
-  const middleware = await serve(t, chain(createStaticHandler(missingRoot) as Middleware, finalHandler))
-  t.is((await get(middleware, '/notes.txt')).body.toString(), 'error from next: ENOENT')
-  const throwingNext = await serve(t, (req, res) =>
-    createStaticHandler(root)(req, res, () => {
-      throw new Error('a next that throws')
-    }),
-  )
-  t.is((await get(throwingNext, '/missing.txt')).status, 500)
-  t.deepEqual(unexpected, [])
-})
-
 test('createStaticHandler validates its options up front', (t) => {
   t.throws(() => createStaticHandler(''), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => createStaticHandler(root, { dotfiles: 'maybe' as 'allow' }), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => createStaticHandler(root, { index: '../x' }), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => createStaticHandler(root, { maxAge: Number.NaN }), { code: 'ERR_INVALID_ARG_TYPE' })
   t.throws(() => createStaticHandler(root, { etag: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Behind a compression middleware, and over HTTP/2.
+
+interface ClientReply extends Reply {
+  socket: net.Socket
+}
+
+/** A GET with Node's http client on `agent`; the body as it came off the wire (not decoded). */
+function agentGet(agent: http.Agent, port: number, target: string, headers: Record<string, string> = {}): Promise<ClientReply> {
+  return within(
+    new Promise<ClientReply>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: target, headers, agent }, (response) => {
+          const chunks: Buffer[] = []
+          response.on('data', (chunk: Buffer) => chunks.push(chunk))
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers as Record<string, string>, body: Buffer.concat(chunks), socket: response.socket }))
+          response.on('error', reject)
+        })
+        .on('error', reject)
+    }),
+    10_000,
+    `GET ${target}`,
+  )
+}
+
+test('behind compression(): the client gets gzip-decoded bytes equal to the file, ranges too, all on one kept-alive connection', async (t) => {
+  const dir = tempDir(t)
+  const text = Buffer.from(Array.from({ length: 20_000 }, (_, line) => `line ${line} of a compressible text file\n`).join(''))
+  fs.writeFileSync(path.join(dir, 'page.txt'), text)
+  const binary = pattern(200_000, 11)
+  fs.writeFileSync(path.join(dir, 'image.png'), binary)
+  const app = express()
+  app.use(compression())
+  app.use(createStaticHandler(dir))
+  const server = http.createServer(app)
+  let connections = 0
+  server.on('connection', () => connections++)
+  const port = await listen(t, server)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const gzip = { 'Accept-Encoding': 'gzip' }
+
+  const whole = await agentGet(agent, port, '/page.txt', gzip)
+  t.is(whole.status, 200)
+  t.is(whole.headers['content-encoding'], 'gzip')
+  t.is(whole.headers['content-length'], undefined, 'compression() dropped it: the body is chunked')
+  t.is(sha256(zlib.gunzipSync(whole.body)), sha256(text))
+  const ranged = await agentGet(agent, port, '/page.txt', { ...gzip, Range: 'bytes=1000-200999' })
+  t.is(ranged.status, 206)
+  t.is(ranged.headers['content-range'], `bytes 1000-200999/${text.length}`)
+  t.is(sha256(zlib.gunzipSync(ranged.body)), sha256(text.subarray(1000, 201_000)))
+  // Not compressible: compression() passes it through its own res.write, unchanged.
+  const blob = await agentGet(agent, port, '/image.png', gzip)
+  t.is(blob.status, 200)
+  t.is(blob.headers['content-encoding'], undefined)
+  t.is(sha256(blob.body), sha256(binary))
+  t.is(blob.socket, whole.socket, 'the client kept one socket')
+  t.is(connections, 1, 'the server saw one connection')
+  t.deepEqual(unexpected, [])
+})
+
+test('behind compression(): the res.write path keeps backpressure, honours the abort signal mid-body, and settles quietly when the client leaves', async (t) => {
+  const dir = tempDir(t)
+  // image/png is not compressible: compression() passes the bytes through its own res.write.
+  const file = sparseFile(dir, 'huge.png', 256 * MiB)
+  const controller = new AbortController()
+  let written = 0
+  const outcomes: Record<string, { error?: NodeJS.ErrnoException; headersSent: boolean }> = {}
+  const app = express()
+  app.use(compression())
+  app.use((_req: express.Request, res: express.Response, next: express.NextFunction) => {
+    const write = res.write.bind(res) as (chunk: Buffer) => boolean
+    res.write = ((chunk: Buffer) => {
+      written += chunk.length
+      return write(chunk)
+    }) as typeof res.write
+    next()
+  })
+  app.get('/:case', (req: express.Request, res: express.Response) => {
+    const options = req.params.case === 'abort' ? { signal: controller.signal } : {}
+    serveFile(req, res, file, options).then(
+      () => (outcomes[String(req.params.case)] = { headersSent: res.headersSent }),
+      (error: NodeJS.ErrnoException) => (outcomes[String(req.params.case)] = { error, headersSent: res.headersSent }),
+    )
+  })
+  const port = await listen(t, http.createServer(app))
+  const connect = async (target: string) => {
+    const client = net.connect(port, '127.0.0.1')
+    client.on('error', () => {})
+    t.teardown(() => client.destroy())
+    client.write(request(target, { 'Accept-Encoding': 'gzip' }))
+    await within(new Promise((resolve) => client.once('data', resolve)), 10_000, 'the first bytes')
+    client.pause()
+    return client
+  }
+
+  const aborted = await connect('/abort')
+  t.true(await waitUntilStalled(() => written), 'the body stalls behind the paused client')
+  t.true(written < 256 * MiB, 'backpressure: the file is not read into memory ahead of the client')
+  controller.abort()
+  t.true(await eventually(() => outcomes.abort !== undefined), 'serveFile settled')
+  t.is(outcomes.abort.error?.name, 'AbortError')
+  t.true(outcomes.abort.headersSent)
+  const closed = new Promise<void>((resolve) => aborted.once('close', () => resolve()))
+  aborted.resume()
+  await within(closed, 10_000, 'the aborted connection closing')
+
+  const leaving = await connect('/leave')
+  leaving.destroy()
+  t.true(await eventually(() => outcomes.leave !== undefined), 'serveFile settled')
+  t.deepEqual(outcomes.leave, { headersSent: true }, 'resolved: nothing is left to answer')
+  t.deepEqual(unexpected, [])
+})
+
+test('a writeHead hook that drops Content-Length: the body goes through res.write, chunked by Node, and keep-alive stays framed', async (t) => {
+  const dir = tempDir(t)
+  const data = pattern(500_000, 13)
+  fs.writeFileSync(path.join(dir, 'data.bin'), data)
+  const statics = createStaticHandler(dir)
+  const server = http.createServer((req, res) => {
+    // What a middleware hooking writeHead (on-headers) may do; Node then frames the body itself.
+    const writeHead = res.writeHead.bind(res) as (status: number) => http.ServerResponse
+    res.writeHead = ((status: number) => {
+      res.removeHeader('Content-Length')
+      return writeHead(status)
+    }) as typeof res.writeHead
+    statics(req, res)
+  })
+  let connections = 0
+  server.on('connection', () => connections++)
+  const port = await listen(t, server)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const whole = await agentGet(agent, port, '/data.bin')
+  t.is(whole.status, 200)
+  t.is(whole.headers['transfer-encoding'], 'chunked')
+  t.is(sha256(whole.body), sha256(data))
+  const ranged = await agentGet(agent, port, '/data.bin', { Range: 'bytes=7-300006' })
+  t.is(ranged.status, 206)
+  t.is(sha256(ranged.body), sha256(data.subarray(7, 300_007)))
+  t.is(connections, 1)
+})
+
+interface Http2Reply {
+  status: number
+  headers: http2.IncomingHttpHeaders
+  body: Buffer
+}
+
+function http2Request(client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders): Promise<Http2Reply> {
+  return within(
+    new Promise<Http2Reply>((resolve, reject) => {
+      const stream = client.request(headers)
+      let received: http2.IncomingHttpHeaders = {}
+      const chunks: Buffer[] = []
+      stream.on('response', (responseHeaders) => (received = responseHeaders))
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk))
+      stream.on('end', () => resolve({ status: Number(received[':status']), headers: received, body: Buffer.concat(chunks) }))
+      stream.on('error', reject)
+    }),
+    10_000,
+    `HTTP/2 ${String(headers[':method'] ?? 'GET')} ${String(headers[':path'])}`,
+  )
+}
+
+test('HTTP/2 compatibility API: the statuses, headers and exact bytes of HTTP/1, ranges included, and every fd closed', async (t) => {
+  const dir = tempDir(t)
+  const data = pattern(3 * MiB + 5, 12)
+  const file = path.join(dir, 'video.bin')
+  fs.writeFileSync(file, data)
+  fs.utimesSync(file, MTIME, MTIME)
+  const stats = fs.statSync(file)
+  const etag = `W/"${stats.size.toString(16)}-${Math.floor(stats.mtimeMs).toString(16)}"`
+  const outcomes: unknown[] = []
+  let wrappedBytes = 0
+  const server = http2.createServer((req, res) => {
+    if (req.url.startsWith('/wrapped')) {
+      // What a body-transforming middleware does: the body must go through this write.
+      const write = res.write.bind(res) as (chunk: Buffer) => boolean
+      res.write = ((chunk: Buffer) => {
+        wrappedBytes += chunk.length
+        return write(chunk)
+      }) as typeof res.write
+    }
+    serveFile(req, res, req.url === '/missing' ? path.join(dir, 'missing') : file).then(
+      () => outcomes.push('resolved'),
+      (error: unknown) => outcomes.push(error),
+    )
+  })
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
+  const client = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+  client.on('error', () => {})
+  t.teardown(() => {
+    client.destroy()
+    server.close()
+  })
+  const request = (target: string, headers: http2.OutgoingHttpHeaders = {}, method = 'GET') => http2Request(client, { ':path': target, ':method': method, ...headers })
+
+  const whole = await request('/video.bin')
+  t.is(whole.status, 200)
+  t.is(whole.headers['content-length'], String(data.length))
+  t.is(whole.headers['content-type'], 'application/octet-stream')
+  t.is(whole.headers['accept-ranges'], 'bytes')
+  t.is(whole.headers.etag, etag)
+  t.is(whole.headers['last-modified'], LAST_MODIFIED)
+  t.is(sha256(whole.body), sha256(data))
+  const ranged = await request('/video.bin', { range: 'bytes=10-99' })
+  t.is(ranged.status, 206)
+  t.is(ranged.headers['content-range'], `bytes 10-99/${data.length}`)
+  t.is(ranged.headers['content-length'], '90')
+  t.true(ranged.body.equals(data.subarray(10, 100)))
+  const suffix = await request('/video.bin', { range: 'bytes=-1000000' })
+  t.is(suffix.status, 206)
+  t.is(sha256(suffix.body), sha256(data.subarray(-1_000_000)))
+  const head = await request('/video.bin', {}, 'HEAD')
+  t.is(head.status, 200)
+  t.is(head.headers['content-length'], String(data.length))
+  t.is(head.body.length, 0)
+  const notModified = await request('/video.bin', { 'if-none-match': etag })
+  t.is(notModified.status, 304)
+  t.is(notModified.headers.etag, etag)
+  t.is(notModified.body.length, 0)
+  t.is((await request('/video.bin', { 'if-match': '"other"' })).status, 412)
+  const unsatisfiable = await request('/video.bin', { range: `bytes=${data.length}-` })
+  t.is(unsatisfiable.status, 416)
+  t.is(unsatisfiable.headers['content-range'], `bytes */${data.length}`)
+  t.is((await request('/missing')).status, 404)
+  const wrapped = await request('/wrapped', { range: `bytes=5-${2 * MiB}` })
+  t.is(wrapped.status, 206)
+  t.is(sha256(wrapped.body), sha256(data.subarray(5, 2 * MiB + 1)))
+  t.is(wrappedBytes, 2 * MiB - 4, 'the body went through the wrapped write')
+
+  t.true(await eventually(() => outcomes.length === 9), 'every serveFile settled')
+  t.deepEqual(outcomes, Array(9).fill('resolved'))
+  t.deepEqual(fdsOpenOn(file), [], 'every fd on the file is closed')
+})
+
+test('HTTP/2: the fd stays open while the stream sends; aborting mid-body resets the stream and rejects with AbortError; a client reset settles quietly', async (t) => {
+  const dir = tempDir(t)
+  const file = sparseFile(dir, 'huge.bin', 256 * MiB)
+  const controller = new AbortController()
+  const outcomes: Record<string, { error?: NodeJS.ErrnoException; headersSent: boolean }> = {}
+  const server = http2.createServer((req, res) => {
+    const name = req.url.slice(1)
+    serveFile(req, res, file, name === 'abort' ? { signal: controller.signal } : {}).then(
+      () => (outcomes[name] = { headersSent: res.headersSent }),
+      (error: NodeJS.ErrnoException) => (outcomes[name] = { error, headersSent: res.headersSent }),
+    )
+  })
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
+  const client = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+  client.on('error', () => {})
+  t.teardown(() => {
+    client.destroy()
+    server.close()
+  })
+  /** A request whose body the client never reads: flow control stalls the stream after the first window. */
+  const stalled = async (target: string) => {
+    const stream = client.request({ ':path': target })
+    stream.on('error', () => {})
+    const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()))
+    const headers = await within(new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve)), 10_000, `the headers of ${target}`)
+    return { stream, headers, closed: () => within(closed, 10_000, `${target} closing`) }
+  }
+
+  const aborted = await stalled('/abort')
+  t.is(Number(aborted.headers[':status']), 200)
+  t.is(fdsOpenOn(file).length, 1, 'the fd is open while the stream still has the file to send')
+  controller.abort()
+  await aborted.closed()
+  t.is(aborted.stream.rstCode, http2.constants.NGHTTP2_CANCEL)
+  t.true(await eventually(() => outcomes.abort !== undefined), 'serveFile settled')
+  t.is(outcomes.abort.error?.name, 'AbortError')
+  t.true(outcomes.abort.headersSent)
+
+  const leaving = await stalled('/leave')
+  leaving.stream.close(http2.constants.NGHTTP2_CANCEL)
+  await leaving.closed()
+  t.true(await eventually(() => outcomes.leave !== undefined), 'serveFile settled')
+  t.deepEqual(outcomes.leave, { headersSent: true }, 'resolved: nothing is left to answer')
+  t.true(await eventually(() => fdsOpenOn(file).length === 0), 'every fd on the file is closed')
+  t.deepEqual(unexpected, [])
+})
+
+// ---------------------------------------------------------------------------------------------
+// The static handler's root, file types, dotfiles and pipelining, each test with its own root.
+
+/** Every process warning emitted while the test runs. */
+function captureWarnings(t: ExecutionContext): Array<Error & { code?: string }> {
+  const warnings: Array<Error & { code?: string }> = []
+  const onWarning = (warning: Error) => warnings.push(warning)
+  process.on('warning', onWarning)
+  t.teardown(() => {
+    process.off('warning', onWarning)
+  })
+  return warnings
+}
+
+test('a root that is a symlink is re-resolved: after an atomic redeploy the new release is served, also once the old one is deleted', async (t) => {
+  const dir = tempDir(t)
+  for (const release of ['rel1', 'rel2']) {
+    fs.mkdirSync(path.join(dir, release))
+    fs.writeFileSync(path.join(dir, release, 'version.txt'), `${release}\n`)
+  }
+  const current = path.join(dir, 'current')
+  fs.symlinkSync('rel1', current)
+  const port = await serve(t, createStaticHandler(current))
+  t.is((await get(port, '/version.txt')).body.toString(), 'rel1\n')
+  // The atomic redeploy: a new symlink renamed over the old one.
+  fs.symlinkSync('rel2', path.join(dir, 'current.next'))
+  fs.renameSync(path.join(dir, 'current.next'), current)
+  let served = ''
+  for (let attempt = 0; attempt < 100 && served !== 'rel2\n'; attempt++) {
+    served = (await get(port, '/version.txt')).body.toString()
+    if (served !== 'rel2\n') await tick(50)
+  }
+  t.is(served, 'rel2\n', 'the new release is served within a few seconds')
+  fs.rmSync(path.join(dir, 'rel1'), { recursive: true })
+  const afterDelete = await get(port, '/version.txt')
+  t.is(afterDelete.status, 200)
+  t.is(afterDelete.body.toString(), 'rel2\n')
+})
+
+test('not a regular file: a Unix socket and a FIFO under root are 404, promptly, for the static handler and serveFile', async (t) => {
+  const dir = tempDir(t)
+  fs.writeFileSync(path.join(dir, 'file.txt'), 'a file\n')
+  const unixServer = net.createServer()
+  await new Promise<void>((resolve, reject) => unixServer.once('error', reject).listen(path.join(dir, 'listening.sock'), () => resolve()))
+  t.teardown(() => {
+    unixServer.close()
+  })
+  execFileSync('mkfifo', [path.join(dir, 'fifo')])
+  const statics = createStaticHandler(dir)
+  const outcomes: unknown[] = []
+  const port = await serve(t, (req, res) => {
+    const url = req.url ?? '/'
+    if (!url.startsWith('/serve/')) return statics(req, res)
+    serveFile(req, res, path.join(dir, url.slice('/serve/'.length))).then(
+      () => outcomes.push('resolved'),
+      (error: NodeJS.ErrnoException) => {
+        outcomes.push(error.code)
+        if (!res.headersSent) res.writeHead(500).end()
+      },
+    )
+  })
+  for (const name of ['listening.sock', 'fifo']) {
+    const statically = await get(port, `/${name}`)
+    t.is(statically.status, 404, `static handler, ${name}`)
+    t.is((await get(port, `/serve/${name}`)).status, 404, `serveFile, ${name}`)
+  }
+  t.is((await get(port, '/file.txt')).status, 200)
+  t.deepEqual(outcomes, ['resolved', 'resolved'])
+  t.deepEqual(fdsOpenOn(path.join(dir, 'fifo')), [])
+})
+
+test('25 pipelined requests on one connection: answered in order with exact bytes, without a MaxListenersExceededWarning', async (t) => {
+  const warnings = captureWarnings(t)
+  const dir = tempDir(t)
+  const bodies = Array.from({ length: 25 }, (_, index) => pattern(1000 + index * 37, 100 + index))
+  bodies.forEach((body, index) => fs.writeFileSync(path.join(dir, `${index}.bin`), body))
+  const port = await serve(t, createStaticHandler(dir))
+  const connection = raw(t, port)
+  connection.send(bodies.map((_, index) => request(`/${index}.bin`)).join(''))
+  for (const [index, body] of bodies.entries()) {
+    const reply = await connection.next()
+    t.is(reply.status, 200, `response ${index}`)
+    t.true(reply.body.equals(body), `response ${index}`)
+  }
+  t.is(connection.leftover, 0)
+  await tick() // process warnings are emitted on a later tick
+  t.deepEqual(
+    warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning').map(String),
+    [],
+  )
+})
+
+test('dotfiles are judged on the real path too: a symlink to a dotfile or into a dot-directory is ignored, denied or allowed like the dotfile', async (t) => {
+  const dir = tempDir(t)
+  fs.writeFileSync(path.join(dir, '.env'), `${SECRET} env\n`)
+  fs.mkdirSync(path.join(dir, '.git'))
+  fs.writeFileSync(path.join(dir, '.git', 'config'), `${SECRET} git\n`)
+  fs.symlinkSync('.env', path.join(dir, 'env'))
+  fs.symlinkSync('.git/config', path.join(dir, 'gitconfig'))
+  fs.symlinkSync('.git', path.join(dir, 'git'))
+  fs.mkdirSync(path.join(dir, 'docs'))
+  fs.symlinkSync('../.env', path.join(dir, 'docs', 'index.html'))
+  fs.writeFileSync(path.join(dir, 'plain.txt'), 'plain\n')
+  const ignore = await serve(t, createStaticHandler(dir))
+  const deny = await serve(t, createStaticHandler(dir, { dotfiles: 'deny' }))
+  const allow = await serve(t, createStaticHandler(dir, { dotfiles: 'allow' }))
+  for (const target of ['/env', '/gitconfig', '/git/config', '/docs/']) {
+    const ignored = await get(ignore, target)
+    t.is(ignored.status, 404, `ignore ${target}`)
+    t.false(ignored.body.includes(SECRET), `ignore ${target}`)
+    const denied = await get(deny, target)
+    t.is(denied.status, 403, `deny ${target}`)
+    t.false(denied.body.includes(SECRET), `deny ${target}`)
+    const allowed = await get(allow, target)
+    t.is(allowed.status, 200, `allow ${target}`)
+    t.true(allowed.body.includes(SECRET), `allow ${target}`)
+  }
+  t.is((await get(ignore, '/plain.txt')).status, 200)
+})
+
+test('a missing root answers like a missing file (404, or next() as Express middleware), warns once per handler, and serves once it appears', async (t) => {
+  const warnings = captureWarnings(t)
+  const dir = tempDir(t)
+  const missingRoot = path.join(dir, 'not-yet')
+  const plain = await serve(t, createStaticHandler(missingRoot))
+  const errors: unknown[] = []
+  const app = express()
+  app.use(createStaticHandler(missingRoot))
+  app.use((req: express.Request, res: express.Response) => {
+    res.status(404).type('text').send(`express answered ${req.url}`)
+  })
+  app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    errors.push(error)
+    res.status(500).send('express error handler')
+  })
+  const middleware = await listen(t, http.createServer(app))
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const reply = await get(plain, '/file.txt')
+    t.is(reply.status, 404)
+    t.is(reply.body.toString(), '404 Not Found\n')
+    t.is((await get(middleware, '/file.txt')).body.toString(), 'express answered /file.txt')
+  }
+  t.deepEqual(errors, [])
+  await tick() // process warnings are emitted on a later tick
+  const missing = warnings.filter((warning) => warning.code === 'ZEROCOPY_STATIC_ROOT_MISSING')
+  t.is(missing.length, 2, 'one warning per handler, not one per request')
+  t.true(missing.every((warning) => warning.name === 'ZeroCopyWarning' && warning.message.includes(missingRoot)))
+
+  fs.mkdirSync(missingRoot)
+  fs.writeFileSync(path.join(missingRoot, 'file.txt'), 'arrived\n')
+  let served = { plain: '', middleware: '' }
+  for (let attempt = 0; attempt < 100 && (served.plain !== 'arrived\n' || served.middleware !== 'arrived\n'); attempt++) {
+    served = { plain: (await get(plain, '/file.txt')).body.toString(), middleware: (await get(middleware, '/file.txt')).body.toString() }
+    if (served.plain !== 'arrived\n' || served.middleware !== 'arrived\n') await tick(50)
+  }
+  t.deepEqual(served, { plain: 'arrived\n', middleware: 'arrived\n' }, 'the root is served once it exists')
 })
 
 test.after('no uncaught exception or unhandled rejection in the whole file', (t) => {
