@@ -303,7 +303,7 @@ test('writing to a socket whose peer is gone fails with EPIPE or ECONNRESET', as
 })
 
 test('bad arguments are reported as Node reports them, and the async form rejects instead of throwing', async (t) => {
-  const typeErrors: unknown[][] = [['1', 0], [1, '0'], [1.5, 0], [1, 0, 1.5], [1, 0, '0'], [1, 0, 0, 2.5], [1, 0, 0, null], [NaN, 0], [1, 0, 0, 10n]]
+  const typeErrors: unknown[][] = [['1', 0], [1, '0'], [1, 0, '0'], [1, 0, 0, null], [1, 0, 0, 10n]]
   for (const args of typeErrors) {
     const call = sendfileSync as (...args: unknown[]) => number
     const callAsync = sendfile as (...args: unknown[]) => Promise<number>
@@ -314,7 +314,8 @@ test('bad arguments are reported as Node reports them, and the async form reject
     })
     await t.throwsAsync(promise!, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
   }
-  const rangeErrors: unknown[][] = [[-1, 0], [1, 2 ** 31], [1, 0, -1], [1, 0, 2 ** 53], [1, 0, 0, -5], [1, 0, 0, Number.MAX_SAFE_INTEGER + 1], [Infinity, 0]]
+  // Not integers (a fraction, NaN, Infinity) are RangeErrors too, as Node's own validateInteger answers.
+  const rangeErrors: unknown[][] = [[-1, 0], [1, 2 ** 31], [1, 0, -1], [1, 0, 2 ** 53], [1, 0, 0, -5], [1, 0, 0, Number.MAX_SAFE_INTEGER + 1], [Infinity, 0], [1.5, 0], [1, 0, 1.5], [1, 0, 0, 2.5], [NaN, 0]]
   for (const args of rangeErrors) {
     const call = sendfileSync as (...args: unknown[]) => number
     const callAsync = sendfile as (...args: unknown[]) => Promise<number>

@@ -10,9 +10,10 @@ export const MAX_POSITION = Number.MAX_SAFE_INTEGER
 /** File descriptors are non-negative C ints. */
 const MAX_FD = 2 ** 31 - 1
 
+/** Like Node's own `validateInteger`: not a number → ERR_INVALID_ARG_TYPE; NaN, a fraction, ±Infinity or out of bounds → ERR_OUT_OF_RANGE. */
 export function validateInteger(value: unknown, name: string, max: number): number {
-  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType(name, 'of type number', value)
-  if (Number.isFinite(value) && !Number.isInteger(value)) throw invalidArgType(name, 'an integer', value)
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
+  if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
   if (!(value >= 0 && value <= max)) throw outOfRange(name, `>= 0 && <= ${max}`, value)
   return value
 }
