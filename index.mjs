@@ -13,6 +13,7 @@ export const {
   copyFileSync,
   socketFd,
   transferChannel,
+  TRANSFER_CHANNEL_NAME,
   isNative,
   nativeError,
   serveFile,

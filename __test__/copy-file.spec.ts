@@ -9,7 +9,6 @@ import { pathToFileURL } from 'node:url'
 
 import { copyFile, copyFileSync, socketFd, transferChannel, type TransferReport } from '..'
 import { byteAtPosition, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, writeFixture } from './helpers'
-import { eventually } from './socket-fixtures'
 
 const MiB = 1024 * 1024
 const CHUNK = 2 * MiB
@@ -38,7 +37,7 @@ const copiers: Copier[] = [
 /** Reports published on transferChannel for one destination (tests run concurrently: filter by target). */
 function captureReports(t: ExecutionContext): (target: unknown) => TransferReport[] {
   const reports: TransferReport[] = []
-  const listener = (message: unknown) => reports.push(message as TransferReport)
+  const listener = (report: TransferReport) => reports.push(report)
   transferChannel.subscribe(listener)
   t.teardown(() => {
     transferChannel.unsubscribe(listener)
@@ -885,7 +884,7 @@ test('each copyFile and copyFileSync publishes one report naming the destination
     [url, 'copyFile', 100],
     [handle, 'copyFile', 200],
     [fd, 'copyFileSync', 300],
-  ] as Array<[unknown, string, number]>) {
+  ] as Array<[TransferReport['target'], string, number]>) {
     const reports = reportsFor(target)
     t.is(reports.length, 1)
     t.like(reports[0], { operation, bytes, method: 'copy_file_range', zeroCopy: true })

@@ -132,9 +132,18 @@ test('the packed package installs in a fresh project and works through require, 
   fs.writeFileSync(path.join(dir, 'consumer.ts'), TYPESCRIPT_CONSUMER)
   fs.writeFileSync(path.join(dir, 'consumer.mts'), TYPESCRIPT_CONSUMER)
   const tsc = path.join(dir, 'node_modules', 'typescript', 'bin', 'tsc')
-  for (const file of ['consumer.ts', 'consumer.mts']) {
-    const args = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--target', 'es2022', file]
-    await t.notThrowsAsync(run(process.execPath, [tsc, ...args], { cwd: dir, timeout: 120_000 }), `tsc ${args.join(' ')}`)
+  // Every ts block of the README, as a CommonJS (.ts) and an ES module (.mts), as a user would copy it.
+  const blocks = [...fs.readFileSync(path.join(root, 'README.md'), 'utf8').matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((match) => match[1])
+  t.true(blocks.length >= 8, 'the README has its examples')
+  const readmeFiles = blocks.flatMap((block, index) => ['ts', 'mts'].map((extension) => {
+    const file = `readme-${index + 1}.${extension}`
+    fs.writeFileSync(path.join(dir, file), block)
+    return file
+  }))
+  for (const files of [['consumer.ts', 'consumer.mts'], readmeFiles]) {
+    const args = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--target', 'es2022', ...files]
+    const compiled = await run(process.execPath, [tsc, ...args], { cwd: dir, timeout: 120_000 }).then(() => '', (error: { stdout?: string }) => error.stdout ?? String(error))
+    t.is(compiled, '', `tsc ${args.join(' ')}`)
   }
 })
 
@@ -146,4 +155,8 @@ test('without the platform package the installed package still works through the
   t.deepEqual(JSON.parse(stdout), { isNative: false, received: true, copied: true, methods: ['stream', 'stream'] })
   const warnings = stderr.split('\n').filter((line) => line.includes('ZeroCopyWarning'))
   t.is(warnings.length, 1, stderr)
+  // nativeError names the package that carries the binary and the command that installs it.
+  const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }
+  const message = (await run(process.execPath, ['-p', "require('@zerocopy/sendfile').nativeError.message"], { cwd: dir, timeout: 30_000 })).stdout
+  t.true(new RegExp(`npm install @zerocopy/sendfile-${process.platform}-${process.arch}(-gnu|-musl)?@${version.replace(/\./g, "\\.")}`).test(message), message)
 })

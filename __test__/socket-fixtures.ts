@@ -62,7 +62,7 @@ export function fdsOpenOn(file: string): number[] {
 /** Every TransferReport published while the test runs; filter by `target`, tests run concurrently. */
 export function captureReports(t: ExecutionContext): TransferReport[] {
   const reports: TransferReport[] = []
-  const listener = (message: unknown) => reports.push(message as TransferReport)
+  const listener = (report: TransferReport) => reports.push(report)
   transferChannel.subscribe(listener)
   t.teardown(() => {
     transferChannel.unsubscribe(listener)

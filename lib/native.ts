@@ -6,11 +6,44 @@ import { abortError, attachBytes, systemError } from './errors.js'
 
 export type NativeBinding = typeof Binding
 
+/** The npm package that carries this platform's binary, as napi-rs names them (`npm/<platform>`). */
+export function platformPackage(): string {
+  let abi = ''
+  if (process.platform === 'linux') {
+    // glibc reports its version in the process report; musl has none.
+    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+    abi = header?.glibcVersionRuntime ? '-gnu' : '-musl'
+  }
+  return `@zerocopy/sendfile-${process.platform}-${process.arch}${abi}`
+}
+
+function packageVersion(): string {
+  try {
+    return (require('../package.json') as { version: string }).version
+  } catch {
+    return 'latest'
+  }
+}
+
+/**
+ * Why the binary did not load, in words a user can act on: which package carries it and the
+ * command that installs it (napi-rs's own loader speaks of an npm bug, which is rarely the cause).
+ */
+function describeLoadError(cause: unknown): Error {
+  const name = `${platformPackage()}@${packageVersion()}`
+  const error = new Error(
+    `The native binding of @zerocopy/sendfile for ${process.platform}-${process.arch} is not installed: it comes in the package ${name}, an optional dependency. ` +
+      `Install it with \`npm install ${name}\` (or reinstall without --omit=optional / --no-optional); meanwhile transfers copy through JavaScript.`,
+    { cause },
+  )
+  return error
+}
+
 function loadBinding(): { binding: NativeBinding | null; error: unknown } {
   try {
     return { binding: require('../binding.js') as NativeBinding, error: null }
   } catch (error) {
-    return { binding: null, error }
+    return { binding: null, error: describeLoadError(error) }
   }
 }
 

@@ -25,20 +25,39 @@ export interface TransferReport {
   error?: unknown
 }
 
+/** A listener of {@link transferChannel}. */
+export type TransferListener = (report: TransferReport, name: string | symbol) => void
+
+/**
+ * The `node:diagnostics_channel` channel {@link transferChannel} publishes on, typed for its
+ * messages: Node's own `Channel` type says `unknown`, so a typed listener would need a cast.
+ */
+export interface TransferChannel {
+  readonly name: string | symbol
+  readonly hasSubscribers: boolean
+  subscribe(listener: TransferListener): void
+  unsubscribe(listener: TransferListener): boolean
+}
+
+/** The name of {@link transferChannel}: `diagnostics_channel.subscribe('@zerocopy/sendfile:transfer', ...)` works too. */
+export const TRANSFER_CHANNEL_NAME = '@zerocopy/sendfile:transfer'
+
+const channel = diagnosticsChannel.channel(TRANSFER_CHANNEL_NAME)
+
 /**
  * Every `sendFile` and `copyFile` publishes one {@link TransferReport} here when it settles,
- * through `node:diagnostics_channel`, so a test or a metrics hook can see whether bytes moved
- * zero-copy or through the fallback, and why.
+ * through `node:diagnostics_channel` (channel name `'@zerocopy/sendfile:transfer'`), so a
+ * test or a metrics hook can see whether bytes moved zero-copy or through the fallback, and why.
  *
  * @example
  * ```ts
- * transferChannel.subscribe((report) => console.log((report as TransferReport).method))
+ * transferChannel.subscribe((report: TransferReport) => console.log(report.method, report.zeroCopy))
  * ```
  */
-export const transferChannel: diagnosticsChannel.Channel = diagnosticsChannel.channel('@zerocopy/sendfile:transfer')
+export const transferChannel: TransferChannel = channel as unknown as TransferChannel
 
 function publish(report: TransferReport): void {
-  if (transferChannel.hasSubscribers) transferChannel.publish(report)
+  if (channel.hasSubscribers) channel.publish(report)
 }
 
 /** Settles a report when its operation ends, publishes it, and passes the result through. */
