@@ -3,7 +3,20 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import type { ExecutionContext } from 'ava'
+import test, { type ExecutionContext, type Implementation } from 'ava'
+
+/**
+ * `test` where the test needs Linux (/proc/self/fd, /dev/shm, fd counts, FIFO and procfs
+ * semantics), `test.skip` elsewhere: the macOS and FreeBSD CI jobs run the portable tests.
+ */
+type Declare = (title: string, implementation: Implementation<[]>) => void
+const onLinux = process.platform === 'linux'
+export const linuxTest: Declare & { serial: Declare } = Object.assign(onLinux ? test : test.skip, { serial: onLinux ? test.serial : test.serial.skip })
+
+/** A system error's `errno` as Node reports it (negative), from this platform's numbers. */
+export function errno(code: keyof typeof os.constants.errno): number {
+  return -os.constants.errno[code]
+}
 
 export function sha256(data: Buffer | string): string {
   return crypto.createHash('sha256').update(data).digest('hex')

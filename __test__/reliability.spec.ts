@@ -12,7 +12,7 @@ import * as path from 'node:path'
 import * as util from 'node:util'
 
 import { copyFile, copyFileSync, sendFile, sendfile, sendfileSync, socketFd } from '..'
-import { collect, collectHash, fdsSettle, openFdCount, pattern, sha256, tempDir, tick, unixPair, writeFixture } from './helpers'
+import { collect, collectHash, fdsSettle, linuxTest, openFdCount, pattern, sha256, tempDir, tick, unixPair, writeFixture } from './helpers'
 
 const MiB = 1024 * 1024
 
@@ -32,7 +32,7 @@ async function listen(server: net.Server, options: net.ListenOptions): Promise<v
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(options, () => resolve()))
 }
 
-test.serial('1000 transfers whose peers reset mid-transfer all reject with ECONNRESET or EPIPE, and every fd is released', async (t) => {
+linuxTest.serial('1000 transfers whose peers reset mid-transfer all reject with ECONNRESET or EPIPE, and every fd is released', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'big.bin', pattern(64 * MiB, 31))
   const baseline = openFdCount()
@@ -151,7 +151,7 @@ test.serial('a FileHandle closed mid-transfer never yields bytes of another file
   else t.truthy(error.code)
 })
 
-test.serial('an abort storm: 1000 transfers aborted at random moments all reject with AbortError, fds and listeners back to baseline', async (t) => {
+linuxTest.serial('an abort storm: 1000 transfers aborted at random moments all reject with AbortError, fds and listeners back to baseline', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'storm.bin', pattern(4 * MiB, 61))
   const baseline = openFdCount()

@@ -10,7 +10,7 @@ import * as tls from 'node:tls'
 import { pathToFileURL } from 'node:url'
 
 import { sendFile, socketFd, type SendFileOptions, type TransferReport } from '..'
-import { byteAtPosition, collect, collectHash, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, unixPair, writeFixture, type SocketPair } from './helpers'
+import { byteAtPosition, collect, collectHash, linuxTest, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, unixPair, writeFixture, type SocketPair } from './helpers'
 import {
   MiB,
   captureReports,
@@ -99,7 +99,7 @@ function claimFdNumber(t: ExecutionContext, dir: string, wanted: number): number
 // Serial tests first (ava runs them before the concurrent ones): they count or reuse this process's fds.
 
 for (const transport of transports) {
-  test.serial(`destroying the socket during a stalled transfer over ${transport.name} rejects ERR_STREAM_DESTROYED, and a file that reuses its fd number receives nothing`, async (t) => {
+  linuxTest.serial(`destroying the socket during a stalled transfer over ${transport.name} rejects ERR_STREAM_DESTROYED, and a file that reuses its fd number receives nothing`, async (t) => {
     const dir = tempDir(t)
     const big = sparseFile(dir, 'big', STALL_SIZE)
     const { sender, receiver } = await transport.pair(t, dir)
@@ -124,7 +124,7 @@ for (const transport of transports) {
     t.deepEqual(errors, [], 'no error event on the destroyed socket')
   })
 
-  test.serial(`destroying the socket during a stalled transfer over ${transport.name} sends nothing to a new socket that reuses its fd number`, async (t) => {
+  linuxTest.serial(`destroying the socket during a stalled transfer over ${transport.name} sends nothing to a new socket that reuses its fd number`, async (t) => {
     const dir = tempDir(t)
     const big = sparseFile(dir, 'big', STALL_SIZE)
     // The socket that will reuse the fd number connects to this server; everything it carries is collected.
@@ -164,7 +164,7 @@ for (const transport of transports) {
     t.is(received.length, 0, 'the new socket carried no byte of the old transfer')
   })
 
-  test.serial(`aborting a stalled transfer over ${transport.name} rejects promptly with AbortError and leaves fds and abort listeners at baseline`, async (t) => {
+  linuxTest.serial(`aborting a stalled transfer over ${transport.name} rejects promptly with AbortError and leaves fds and abort listeners at baseline`, async (t) => {
     const dir = tempDir(t)
     const big = sparseFile(dir, 'big', STALL_SIZE)
     const small = writeFixture(dir, 'small', data(4096, 3))
@@ -198,7 +198,7 @@ for (const transport of transports) {
 // ---------------------------------------------------------------------------------------------
 // Sources: who opens and closes, file positions, ranges.
 
-test('a path source is opened for the transfer and closed when it ends', async (t) => {
+linuxTest('a path source is opened for the transfer and closed when it ends', async (t) => {
   const dir = tempDir(t)
   const big = sparseFile(dir, 'big', STALL_SIZE)
   const { sender, receiver } = await unixPair(t, dir)
@@ -212,7 +212,7 @@ test('a path source is opened for the transfer and closed when it ends', async (
   t.deepEqual(await received, { sha256: zeroHash(STALL_SIZE), bytes: STALL_SIZE })
 })
 
-test('a file: URL source is sent exactly and closed', async (t) => {
+linuxTest('a file: URL source is sent exactly and closed', async (t) => {
   const dir = tempDir(t)
   const contents = data(100_003, 4)
   const file = writeFixture(dir, 'url source.bin', contents)
@@ -224,7 +224,7 @@ test('a file: URL source is sent exactly and closed', async (t) => {
   t.is(sha256(await received), sha256(contents.subarray(3)))
 })
 
-test('an fd source is never closed and its file position never moves, without or with an offset', async (t) => {
+linuxTest('an fd source is never closed and its file position never moves, without or with an offset', async (t) => {
   const dir = tempDir(t)
   const contents = data(3 * MiB + 5, 5)
   const file = writeFixture(dir, 'fd.bin', contents)
@@ -412,7 +412,7 @@ test('sendFile on a socket that is still connecting waits for the connection, th
   t.is(sha256(await within(received, BOUND, 'the peer')), sha256(Buffer.concat([Buffer.from('head'), contents, Buffer.from('tail')])))
 })
 
-test('sendFile on an ended socket rejects with ERR_STREAM_WRITE_AFTER_END, on a destroyed one with ERR_STREAM_DESTROYED', async (t) => {
+linuxTest('sendFile on an ended socket rejects with ERR_STREAM_WRITE_AFTER_END, on a destroyed one with ERR_STREAM_DESTROYED', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'late.bin', data(1000, 17))
   const ended = await tcpPair(t)
@@ -429,7 +429,7 @@ test('sendFile on an ended socket rejects with ERR_STREAM_WRITE_AFTER_END, on a 
 // ---------------------------------------------------------------------------------------------
 // Destroyed sockets and lost peers.
 
-test('a sendFile queued behind pending writes rejects when the socket is destroyed, without opening the file', async (t) => {
+linuxTest('a sendFile queued behind pending writes rejects when the socket is destroyed, without opening the file', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'queued.bin', data(1000, 18))
   const { sender, receiver } = await unixPair(t, dir)
@@ -459,7 +459,7 @@ test('destroying a socket during a stalled stream-fallback transfer rejects with
   t.deepEqual(errors, [])
 })
 
-test('destroying a TLS socket during a stalled transfer rejects with ERR_STREAM_DESTROYED', async (t) => {
+linuxTest('destroying a TLS socket during a stalled transfer rejects with ERR_STREAM_DESTROYED', async (t) => {
   const dir = tempDir(t)
   const big = sparseFile(dir, 'big', STALL_SIZE)
   const { sender, receiver } = await tlsPair(t)
@@ -479,7 +479,7 @@ test('destroying a TLS socket during a stalled transfer rejects with ERR_STREAM_
 
 // Serial, so that it runs alone: whether Node's reader or the kernel transfer sees the reset first is a race.
 // A correct implementation passes every round; a faulty one fails some rounds, most runs.
-test.serial('a TCP peer reset during a stalled transfer rejects with ECONNRESET or EPIPE and destroys the socket quietly (15 rounds)', async (t) => {
+linuxTest.serial('a TCP peer reset during a stalled transfer rejects with ECONNRESET or EPIPE and destroys the socket quietly (15 rounds)', async (t) => {
   const dir = tempDir(t)
   const big = sparseFile(dir, 'big', STALL_SIZE)
   const outcomes: string[] = []
@@ -531,7 +531,7 @@ for (const [what, setup] of [
   })
 }
 
-test('a failed sendFile publishes one report carrying the error', async (t) => {
+linuxTest('a failed sendFile publishes one report carrying the error', async (t) => {
   const dir = tempDir(t)
   const reports = captureReports(t)
   const big = sparseFile(dir, 'big', STALL_SIZE)
@@ -553,7 +553,7 @@ test('a failed sendFile publishes one report carrying the error', async (t) => {
   t.true(report.bytes > 0, `bytes that went out before the destroy: ${report.bytes}`)
 })
 
-test('a Unix peer closing during a stalled transfer rejects with EPIPE or ECONNRESET and destroys the socket quietly', async (t) => {
+linuxTest('a Unix peer closing during a stalled transfer rejects with EPIPE or ECONNRESET and destroys the socket quietly', async (t) => {
   const dir = tempDir(t)
   const big = sparseFile(dir, 'big', STALL_SIZE)
   const { sender, receiver } = await unixPair(t, dir)
@@ -572,7 +572,7 @@ test('a Unix peer closing during a stalled transfer rejects with EPIPE or ECONNR
 // ---------------------------------------------------------------------------------------------
 // AbortSignal.
 
-test('an already aborted signal rejects with AbortError and the file is never opened', async (t) => {
+linuxTest('an already aborted signal rejects with AbortError and the file is never opened', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'never.bin', data(1000, 19))
   const missing = path.join(dir, 'does-not-exist')
@@ -591,7 +591,7 @@ test('an already aborted signal rejects with AbortError and the file is never op
   t.is((await received).toString(), 'after', 'not a byte of the file, and the socket stays usable')
 })
 
-test('aborting a sendFile still queued behind pending writes rejects at once and sends none of the file', async (t) => {
+linuxTest('aborting a sendFile still queued behind pending writes rejects at once and sends none of the file', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'queued.bin', data(100_000, 20))
   const backlog = data(8 * MiB, 9)
@@ -615,7 +615,7 @@ for (const [what, setup] of [
   ['a TLS socket', async (t: ExecutionContext) => ({ ...(await tlsPair(t)), source: sparseFile(tempDir(t), 'big', STALL_SIZE), options: {} })],
   ['TCP from /dev/zero', async (t: ExecutionContext) => ({ ...(await tcpPair(t)), source: '/dev/zero', options: { length: STALL_SIZE } })],
 ] as const) {
-  test(`aborting a stalled stream-fallback transfer to ${what} rejects promptly with AbortError and removes its listener`, async (t) => {
+  linuxTest(`aborting a stalled stream-fallback transfer to ${what} rejects promptly with AbortError and removes its listener`, async (t) => {
     const { sender, receiver, source, options } = await setup(t)
     receiver.on('error', () => {})
     const controller = new AbortController()
@@ -683,7 +683,7 @@ for (const transport of transports) {
   })
 }
 
-test('onProgress on a stalled transfer reports what went out so far, then the total', async (t) => {
+linuxTest('onProgress on a stalled transfer reports what went out so far, then the total', async (t) => {
   const dir = tempDir(t)
   const big = sparseFile(dir, 'big', 32 * MiB)
   const { sender, receiver } = await tcpPair(t)
@@ -701,7 +701,7 @@ test('onProgress on a stalled transfer reports what went out so far, then the to
 
 // Serial, so that it runs alone: the race it looks for (a partial send followed by a full one, without EAGAIN in
 // between) depends on timing. A correct implementation never fails it; a faulty one fails it often, not always.
-test.serial('onProgress never lets 2 MiB go by without a report, even when the socket takes partial chunks (60 transfers of 64 MiB over TCP)', async (t) => {
+linuxTest.serial('onProgress never lets 2 MiB go by without a report, even when the socket takes partial chunks (60 transfers of 64 MiB over TCP)', async (t) => {
   const dir = tempDir(t)
   const big = sparseFile(dir, 'big', STALL_SIZE)
   const gaps: string[] = []
@@ -746,7 +746,7 @@ test('onProgress to a regular file fd and through the TLS fallback reports at le
   t.deepEqual(await within(received, BOUND, 'the TLS peer'), { sha256: sha256(contents), bytes: contents.length })
 })
 
-test('onProgress total is -1 for sources of unknown size: a FIFO and /proc files', async (t) => {
+linuxTest('onProgress total is -1 for sources of unknown size: a FIFO and /proc files', async (t) => {
   const dir = tempDir(t)
   const payload = data(3 * MiB + 77, 24)
   const { fifo } = await fifoWithWriter(t, dir, 'progress.fifo', payload)
@@ -769,7 +769,7 @@ test('onProgress total is -1 for sources of unknown size: a FIFO and /proc files
   t.is(sha256(await within(received, BOUND, 'the peer')), sha256(Buffer.concat([payload, cmdline, version])))
 })
 
-test('a throwing onProgress rejects sendFile with that very error, zero-copy or streamed', async (t) => {
+linuxTest('a throwing onProgress rejects sendFile with that very error, zero-copy or streamed', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'throw.bin', data(6 * MiB, 25))
   const boom = new Error('progress callback failed')
@@ -864,7 +864,7 @@ test('a TLS socket gets the same bytes through the stream fallback, in order wit
   )
 })
 
-test('a FIFO source is streamed, whole or by offset and length, and the report says why', async (t) => {
+linuxTest('a FIFO source is streamed, whole or by offset and length, and the report says why', async (t) => {
   const dir = tempDir(t)
   const payload = data(1 * MiB + 333, 28)
   const reports = captureReports(t)
@@ -887,7 +887,7 @@ test('a FIFO source is streamed, whole or by offset and length, and the report s
   }
 })
 
-test('a /proc file is streamed with the same bytes readFileSync gets, and the report says why', async (t) => {
+linuxTest('a /proc file is streamed with the same bytes readFileSync gets, and the report says why', async (t) => {
   const reports = captureReports(t)
   const { sender, receiver } = await tcpPair(t)
   const received = collect(receiver)
@@ -905,7 +905,7 @@ test('a /proc file is streamed with the same bytes readFileSync gets, and the re
   }
 })
 
-test('/proc/version (a /proc file the kernel can splice) arrives with the same bytes readFileSync gets', async (t) => {
+linuxTest('/proc/version (a /proc file the kernel can splice) arrives with the same bytes readFileSync gets', async (t) => {
   const { sender, receiver } = await unixPair(t, tempDir(t))
   const received = collect(receiver)
   const expected = fs.readFileSync('/proc/version')
@@ -935,7 +935,7 @@ test('/dev/zero with a length is streamed as that many zero bytes, to a socket a
   t.is(sha256(fs.readFileSync(path.join(dir, 'zeros'))), zeroHash(300_000))
 })
 
-test('fallback: false rejects with ERR_SENDFILE_UNSUPPORTED before any byte, and the socket stays usable', async (t) => {
+linuxTest('fallback: false rejects with ERR_SENDFILE_UNSUPPORTED before any byte, and the socket stays usable', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'plain.bin', data(100_000, 29))
   const reports = captureReports(t)
@@ -986,7 +986,7 @@ test('a bad target rejects with a TypeError ERR_INVALID_ARG_TYPE', async (t) => 
   }
 })
 
-test('bad options reject with Node-style errors and send nothing', async (t) => {
+linuxTest('bad options reject with Node-style errors and send nothing', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'f', data(1000, 32))
   const { sender, receiver } = await tcpPair(t)
@@ -1131,7 +1131,7 @@ test('a regular file fd opened for writing is a target: bytes land at its positi
   t.is(sha256(fs.readFileSync(destination)), sha256(expected))
 })
 
-test('a FIFO source streams to a raw socket fd target', async (t) => {
+linuxTest('a FIFO source streams to a raw socket fd target', async (t) => {
   const dir = tempDir(t)
   const payload = data(700_001, 38)
   const { fifo } = await fifoWithWriter(t, dir, 'to-fd.fifo', payload)
@@ -1197,7 +1197,7 @@ function fdFlags(fd: number): number {
   return Number.parseInt((line ?? '').slice('flags:'.length).trim(), 8)
 }
 
-test('an abort settles a sendFile blocked on a full blocking FIFO, and the fd keeps its flags', async (t) => {
+linuxTest('an abort settles a sendFile blocked on a full blocking FIFO, and the fd keeps its flags', async (t) => {
   const dir = tempDir(t)
   const file = writeFixture(dir, 'big.bin', pattern(4 * MiB, 83))
   const fifo = path.join(dir, 'fifo')

@@ -411,3 +411,64 @@ fn refusals_before_the_first_byte_are_named_and_errors_after_it_are_not() {
   assert_eq!(transfer.refusal(), None);
   assert!(is_refusal(Errno::ENOSYS) && !is_refusal(Errno::EPIPE));
 }
+
+/// The BSD/macOS path's copy through a buffer (used there for destinations `sendfile` refuses),
+/// tested here on Linux, where it is compiled but not used.
+#[test]
+fn the_bounce_copy_keeps_sendfile_semantics_for_offsets_positions_and_full_destinations() {
+  use crate::platform::bounce;
+  let contents = pattern(300_000);
+  let source = Fixture::new("bounce", &contents);
+  let (reader, writer) = pipe().expect("pipe");
+  let reader_thread = std::thread::spawn(move || drain(File::from(reader)));
+  // An explicit offset advances only the offset.
+  let mut offset = 1_000i64;
+  let mut sent = 0;
+  while sent < 100_000 {
+    let copied = bounce::copy(
+      writer.as_fd(),
+      source.file.as_fd(),
+      Some(&mut offset),
+      100_000 - sent,
+    )
+    .expect("bounce copy");
+    assert!(copied > 0);
+    sent += copied;
+  }
+  assert_eq!(offset, 101_000);
+  assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(0));
+  // No offset: the file position is read and advanced.
+  lseek(source.file.as_fd(), 200_000, Whence::SeekSet).expect("seek");
+  assert_eq!(
+    bounce::copy(writer.as_fd(), source.file.as_fd(), None, 50),
+    Ok(50)
+  );
+  assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(200_050));
+  // At end of file: 0.
+  let mut at_end = contents.len() as i64;
+  assert_eq!(
+    bounce::copy(writer.as_fd(), source.file.as_fd(), Some(&mut at_end), 10),
+    Ok(0)
+  );
+  drop(writer);
+  let received = reader_thread.join().expect("reader");
+  assert_eq!(&received[..100_000], &contents[1_000..101_000]);
+  assert_eq!(&received[100_000..], &contents[200_000..200_050]);
+
+  // A full non-blocking destination: EAGAIN, and the bytes read but not written are put back.
+  let (_full_reader, full_writer) = pipe().expect("pipe");
+  fcntl(&full_writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("non-blocking");
+  lseek(source.file.as_fd(), 0, Whence::SeekSet).expect("seek");
+  let mut total = 0;
+  let error = loop {
+    match bounce::copy(full_writer.as_fd(), source.file.as_fd(), None, 64 * 1024) {
+      Ok(copied) => total += copied,
+      Err(error) => break error,
+    }
+  };
+  assert_eq!(error, Errno::EAGAIN);
+  assert_eq!(
+    lseek(source.file.as_fd(), 0, Whence::SeekCur),
+    Ok(total as i64)
+  );
+}
