@@ -21,7 +21,7 @@ process.on('uncaughtException', (error) => unexpected.push(error))
 process.on('unhandledRejection', (error) => unexpected.push(error))
 
 /** Codes serveFile and createStaticHandler document for bad arguments and aborts (Node's own for bad header names and values). */
-const DOCUMENTED_CODES = new Set(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ABORT_ERR'])
+const DOCUMENTED_CODES = new Set(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_OUT_OF_RANGE', 'ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ABORT_ERR'])
 
 function isDocumented(error: unknown): boolean {
   return error instanceof Error && DOCUMENTED_CODES.has((error as NodeJS.ErrnoException).code ?? '')

@@ -664,7 +664,7 @@ test('serveFile rejects before writing anything for invalid options and for head
   t.is(bad.body.toString(), 'caller answered')
   const sent = await get(port, '/sent')
   t.is(sent.body.toString(), 'ok')
-  t.is(errors[0].code, 'ERR_INVALID_ARG_TYPE')
+  t.is(errors[0].code, 'ERR_OUT_OF_RANGE', 'a negative maxAge is out of range, as Node says of a negative number')
   t.is(errors[1].code, 'ERR_HTTP_HEADERS_SENT')
 })
 
@@ -919,12 +919,34 @@ test('middleware with fallthrough: false answers misses itself', async (t) => {
   t.is(nextCalls, 0)
 })
 
-test('createStaticHandler validates its options up front', (t) => {
-  t.throws(() => createStaticHandler(''), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => createStaticHandler(root, { dotfiles: 'maybe' as 'allow' }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => createStaticHandler(root, { index: '../x' }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => createStaticHandler(root, { maxAge: Number.NaN }), { code: 'ERR_INVALID_ARG_TYPE' })
-  t.throws(() => createStaticHandler(root, { etag: 'yes' as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' })
+test('createStaticHandler validates its options up front, with the codes Node gives', (t) => {
+  const cases: Array<{ root?: unknown; options?: unknown; code: string; message?: RegExp }> = [
+    // Not a string is a type error; a string that cannot be a root is a bad value.
+    { root: 1, code: 'ERR_INVALID_ARG_TYPE' },
+    { root: '', code: 'ERR_INVALID_ARG_VALUE' },
+    { root: 'a\0b', code: 'ERR_INVALID_ARG_VALUE' },
+    { options: 'fast', code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { dotfiles: 'maybe' }, code: 'ERR_INVALID_ARG_VALUE', message: /^The property 'options.dotfiles' must be one of: 'ignore', 'allow', 'deny'\. Received 'maybe'$/ },
+    { options: { dotfiles: true }, code: 'ERR_INVALID_ARG_VALUE' },
+    { options: { index: '../x' }, code: 'ERR_INVALID_ARG_VALUE' },
+    { options: { index: '' }, code: 'ERR_INVALID_ARG_VALUE' },
+    { options: { index: 1 }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { maxAge: 'x' }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { maxAge: -1 }, code: 'ERR_OUT_OF_RANGE' },
+    { options: { maxAge: Number.NaN }, code: 'ERR_OUT_OF_RANGE' },
+    { options: { maxAge: Infinity }, code: 'ERR_OUT_OF_RANGE' },
+    { options: { etag: 'yes' }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { fallthrough: 1 }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { contentType: 1 }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { headers: null }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { signal: { aborted: true } }, code: 'ERR_INVALID_ARG_TYPE' },
+  ]
+  for (const { root: badRoot = root, options, code, message } of cases) {
+    const what = `createStaticHandler(${String(badRoot)}, ${JSON.stringify(options)})`
+    t.throws(() => createStaticHandler(badRoot as string, options as StaticOptions), { code, ...(message && { message }) }, what)
+  }
+  t.notThrows(() => createStaticHandler(root, { maxAge: 1.5, index: false }), 'a fraction of a second is floored, not refused')
+  t.notThrows(() => createStaticHandler(root, null as unknown as StaticOptions), 'null is no options')
 })
 
 // ---------------------------------------------------------------------------------------------

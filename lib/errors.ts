@@ -8,6 +8,8 @@ type NodeErrorCode =
   | 'ERR_SENDFILE_UNSUPPORTED'
   | 'ERR_STREAM_DESTROYED'
   | 'ERR_STREAM_WRITE_AFTER_END'
+  | 'ERR_HTTP_HEADERS_SENT'
+  | 'ERR_HTTP_CONTENT_LENGTH_MISMATCH'
   | 'ABORT_ERR'
 
 export function codedError<E extends Error, C extends NodeErrorCode>(ErrorClass: new (message: string) => E, code: C, message: string): E & { code: C } {
@@ -30,6 +32,14 @@ function describeReceived(value: unknown): string {
 
 export function invalidArgType(name: string, expected: string, value: unknown): TypeError {
   return codedError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" argument must be ${expected}.${describeReceived(value)}`)
+}
+
+/** Node's ERR_INVALID_ARG_VALUE: the right type, a value that is not allowed (`reason` says which are). */
+export function invalidArgValue(name: string, value: unknown, reason: string): TypeError {
+  let shown = util.inspect(value)
+  if (shown.length > 128) shown = `${shown.slice(0, 128)}...`
+  // Node says "property" for an option (`options.dotfiles`), "argument" for a parameter.
+  return codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The ${name.includes('.') ? 'property' : 'argument'} '${name}' ${reason}. Received ${shown}`)
 }
 
 export function outOfRange(name: string, range: string, value: unknown): RangeError {

@@ -37,22 +37,52 @@ export function fdOfHandle(handle: fs.promises.FileHandle): number {
   return handle.fd
 }
 
+/** How {@link openPath} opens a path; every open is read-only. */
+export interface OpenPathOptions {
+  /** `O_NOFOLLOW`: a symlink as the last component fails with `ELOOP`, for a path realpath already resolved. */
+  noFollow?: boolean
+  /**
+   * `O_NONBLOCK`: a FIFO opens at once instead of waiting for a writer. Its reads then never
+   * wait either (Node cannot clear the flag again), so this is for callers that never read a
+   * FIFO; on a regular file it changes nothing.
+   */
+  nonBlocking?: boolean
+}
+
+/** An fd this package opened on a path, which it knows. */
+export interface OpenedPath extends OpenedFile {
+  path: string
+}
+
+function openFlags({ noFollow = false, nonBlocking = false }: OpenPathOptions): number {
+  let flags = fs.constants.O_RDONLY
+  if (noFollow) flags |= fs.constants.O_NOFOLLOW ?? 0
+  if (nonBlocking) flags |= fs.constants.O_NONBLOCK ?? 0
+  return flags
+}
+
 /**
- * Opens (a path) or adopts (an fd or FileHandle) the source and fstats it. The fstat and the
- * close of a read-only fd run on this thread: neither touches the disk, and each trip through
- * the threadpool costs a wake-up of the event loop per transfer.
+ * The one way this package opens a path: read-only, then fstat. Whatever the path names is
+ * returned, a directory too: the caller judges what it may read. The fstat and the close of a
+ * read-only fd run on this thread: neither touches the disk, and each trip through the
+ * threadpool costs a wake-up of the event loop per transfer.
  */
+export async function openPath(file: string, options: OpenPathOptions = {}): Promise<OpenedPath> {
+  // A raw fd, not a FileHandle: ours to close synchronously, with no handle left to close it again on GC.
+  return describeOpened(await util.promisify(fs.open)(file, openFlags(options)), file)
+}
+
+/** Opens (a path) or adopts (an fd or FileHandle) the source and fstats it. */
 export async function openSource(source: FileSource): Promise<OpenedFile> {
   if (typeof source === 'number' || isFileHandle(source)) return adoptSource(typeof source === 'number' ? source : fdOfHandle(source))
-  const file = pathOf(source)
-  // A raw fd, not a FileHandle: ours to close synchronously, with no handle left to close it again on GC.
-  return describeOpened(await util.promisify(fs.open)(file, 'r'), file)
+  // Blocking: a FIFO source is read, and its reads must wait for its writer.
+  return notADirectory(await openPath(pathOf(source)))
 }
 
 export function openSourceSync(source: FileSource): OpenedFile {
   if (typeof source === 'number') return adoptSource(source)
   const file = pathOf(source as string | URL)
-  return describeOpened(fs.openSync(file, 'r'), file)
+  return notADirectory(describeOpened(fs.openSync(file, openFlags({})), file))
 }
 
 /** A caller's fd: described, never closed. */
@@ -64,17 +94,23 @@ function adoptSource(fd: number): OpenedFile {
 }
 
 /** An fd this package opened on `file`: described, and closed by the caller of this. */
-function describeOpened(fd: number, file: string): OpenedFile {
+function describeOpened(fd: number, file: string): OpenedPath {
   try {
     const stats = fs.fstatSync(fd)
-    const directory = isDirectoryError(stats, 'read', file)
-    if (directory) throw directory
     const close = () => fs.closeSync(fd)
     return { fd, path: file, stats, close: async () => close(), closeSync: close }
   } catch (error) {
     fs.closeSync(fd)
     throw error
   }
+}
+
+/** `file`, unless it is a directory: then closed, and EISDIR as reading it would fail. */
+function notADirectory(file: OpenedPath): OpenedPath {
+  const directory = isDirectoryError(file.stats, 'read', file.path)
+  if (directory === undefined) return file
+  file.closeSync()
+  throw directory
 }
 
 /** The bytes a range of this file holds now, or -1 when its size cannot be known in advance. */

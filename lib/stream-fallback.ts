@@ -33,12 +33,14 @@ export async function streamRange(file: Readable, range: Range, hooks: Omit<Tran
   let position = range.offset ?? 0
   let toSkip = seekable ? 0 : (range.offset ?? 0)
   let sent = 0
-  const buffer = Buffer.allocUnsafe(FALLBACK_CHUNK)
+  // No bigger than the range (a short HTTP body through res.write needs no 256 KiB), unless a
+  // pipe's prefix is to be skipped: that goes a whole chunk per read.
+  const buffer = Buffer.allocUnsafe(range.length === undefined || toSkip > 0 ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, range.length))
   for (;;) {
     if (signal?.aborted) throw attachBytes(abortError(signal), sent)
     const wanted = range.length === undefined ? FALLBACK_CHUNK : Math.min(FALLBACK_CHUNK, range.length - sent)
     if (wanted <= 0) break
-    const { bytesRead } = await read(file.fd, buffer, 0, toSkip > 0 ? Math.min(toSkip, FALLBACK_CHUNK) : wanted, seekable ? position : null)
+    const { bytesRead } = await read(file.fd, buffer, 0, toSkip > 0 ? Math.min(toSkip, buffer.length) : wanted, seekable ? position : null)
     if (bytesRead === 0) break
     if (toSkip > 0) {
       toSkip -= bytesRead

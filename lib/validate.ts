@@ -1,9 +1,8 @@
 /** Argument validation, with Node's error codes and messages. */
 import * as fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import * as util from 'node:util'
 
-import { codedError, invalidArgType, outOfRange } from './errors.js'
+import { codedError, invalidArgType, invalidArgValue, outOfRange } from './errors.js'
 
 /** Largest offset or count accepted: every byte position a JS number can name exactly. */
 export const MAX_POSITION = Number.MAX_SAFE_INTEGER
@@ -15,6 +14,14 @@ export function validateInteger(value: unknown, name: string, max: number): numb
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
   if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
   if (!(value >= 0 && value <= max)) throw outOfRange(name, `>= 0 && <= ${max}`, value)
+  return value
+}
+
+/** Like Node's `validateNumber` with a minimum, finite too: not a number → ERR_INVALID_ARG_TYPE; NaN, ±Infinity or below `min` → ERR_OUT_OF_RANGE. */
+export function validateFiniteNumber(value: unknown, name: string, min: number): number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
+  if (!Number.isFinite(value)) throw outOfRange(name, 'a finite number', value)
+  if (value < min) throw outOfRange(name, `>= ${min}`, value)
   return value
 }
 
@@ -75,6 +82,17 @@ export function validateBoolean(value: unknown, name: string, fallback: boolean)
   return value
 }
 
+export function validateString(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
+  return value
+}
+
+/** Like Node's `validateOneOf`: anything not in `allowed`, whatever its type, → ERR_INVALID_ARG_VALUE. */
+export function validateOneOf<T extends string | number | boolean>(value: unknown, name: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly unknown[]).includes(value)) throw invalidArgValue(name, value, `must be one of: ${allowed.map((item) => (typeof item === 'string' ? `'${item}'` : String(item))).join(', ')}`)
+  return value as T
+}
+
 export type FileSource = string | URL | fs.promises.FileHandle | number
 
 export function isFileHandle(value: unknown): value is fs.promises.FileHandle {
@@ -83,7 +101,7 @@ export function isFileHandle(value: unknown): value is fs.promises.FileHandle {
 
 export function validateFileSource(value: unknown, name: string, allowHandle = true): FileSource {
   if (typeof value === 'string') {
-    if (value.includes('\u0000')) throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument '${name}' must be a string, Uint8Array, or URL without null bytes. Received ${util.inspect(value)}`)
+    if (value.includes('\u0000')) throw invalidArgValue(name, value, 'must be a string, Uint8Array, or URL without null bytes')
     return value
   }
   if (value instanceof URL) {

@@ -1,0 +1,148 @@
+/** The options of serveFile and createStaticHandler, validated once into settings. */
+import * as http from 'node:http'
+import type * as http2 from 'node:http2'
+
+import { invalidArgType, invalidArgValue } from '../errors.js'
+import { validateBoolean, validateFiniteNumber, validateOneOf, validateOptionsObject, validateSignal, validateString } from '../validate.js'
+import type { Headers } from './response.js'
+
+/** Options of {@link serveFile} (and of every file {@link createStaticHandler} serves). */
+export interface ServeFileOptions {
+  /** `max-age` of the `Cache-Control` header, in seconds. Default 0 (caches must revalidate). */
+  maxAge?: number
+  /** Adds `immutable` to `Cache-Control`: for fingerprinted file names that never change. Default false. */
+  immutable?: boolean
+  /** Sends `Cache-Control: public, max-age=…`. Default true. */
+  cacheControl?: boolean
+  /** Sends `Last-Modified` and honours the date preconditions. Default true. */
+  lastModified?: boolean
+  /** Sends a weak `ETag` (`W/"<size hex>-<mtime ms hex>"`) and honours entity-tag preconditions. Default true. */
+  etag?: boolean
+  /** Sends `Accept-Ranges: bytes` and honours `Range`. False: `Accept-Ranges: none`, `Range` ignored. Default true. */
+  acceptRanges?: boolean
+  /**
+   * `Content-Type` of the file. Default: a `Content-Type` already set on the response, else
+   * the type of the file's extension (with `charset=utf-8` for text), else `application/octet-stream`.
+   */
+  contentType?: string
+  /**
+   * Extra headers for 200, 206 and 304 responses (they override the computed ones). Names and
+   * values are checked up front as `setHeader` checks them (`ERR_INVALID_HTTP_TOKEN`,
+   * `ERR_INVALID_CHAR`), so a bad one fails the call, not a response.
+   */
+  headers?: Record<string, string | number | string[]>
+  /**
+   * Aborts the response: before the headers the promise rejects and nothing is written; during
+   * the body the connection (HTTP/2: the stream) is destroyed, so the client cannot take a short
+   * body for a whole one.
+   */
+  signal?: AbortSignal
+}
+
+/** Options of {@link createStaticHandler}. */
+export interface StaticOptions extends ServeFileOptions {
+  /** File served for a directory URL (`/docs/` → `/docs/index.html`); false: directories are 404. Default `'index.html'`. */
+  index?: string | false
+  /**
+   * Paths with a segment that starts with a dot (`/.env`, `/.git/config`): `'ignore'` treats
+   * them as missing (404), `'deny'` answers 403, `'allow'` serves them. Default `'ignore'`.
+   * Judged on the URL and on the real path of what would be opened, relative to the real root:
+   * a symlink `env -> .env` is a dotfile too.
+   */
+  dotfiles?: 'ignore' | 'allow' | 'deny'
+  /**
+   * As middleware (a `next` is given): misses (404) and methods other than GET and HEAD (405)
+   * call `next()` so later handlers can answer. False: they are answered here. Default true.
+   */
+  fallthrough?: boolean
+}
+
+/**
+ * A connect/Express-style request handler; `next` is optional, so it is a `node:http` (or
+ * `node:http2` compatibility API) request listener too.
+ */
+export type StaticHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, next?: (err?: unknown) => void) => void
+
+/** What every file response needs of the options, checked. */
+export interface FileSettings {
+  cacheControl: string | undefined
+  lastModified: boolean
+  etag: boolean
+  acceptRanges: boolean
+  contentType: string | undefined
+  headers: Headers
+  signal: AbortSignal | undefined
+}
+
+export interface StaticSettings extends FileSettings {
+  index: string | false
+  dotfiles: 'ignore' | 'allow' | 'deny'
+  fallthrough: boolean
+}
+
+const DOTFILES = ['ignore', 'allow', 'deny'] as const
+
+/** The options of serveFile, checked; `null` counts as no options, as it always has here. */
+export function fileSettings(value: unknown): FileSettings {
+  return settingsFrom(validateOptionsObject(value ?? undefined))
+}
+
+function settingsFrom(options: Record<string, unknown>): FileSettings {
+  const maxAge = options.maxAge === undefined ? 0 : validateFiniteNumber(options.maxAge, 'options.maxAge', 0)
+  const contentType = options.contentType === undefined ? undefined : validateString(options.contentType, 'options.contentType')
+  if (contentType !== undefined) http.validateHeaderValue('Content-Type', contentType)
+  const signal = validateSignal(options.signal)
+  const immutable = validateBoolean(options.immutable, 'options.immutable', false)
+  return {
+    cacheControl: validateBoolean(options.cacheControl, 'options.cacheControl', true) ? `public, max-age=${Math.floor(maxAge)}${immutable ? ', immutable' : ''}` : undefined,
+    lastModified: validateBoolean(options.lastModified, 'options.lastModified', true),
+    etag: validateBoolean(options.etag, 'options.etag', true),
+    acceptRanges: validateBoolean(options.acceptRanges, 'options.acceptRanges', true),
+    contentType,
+    headers: options.headers === undefined ? {} : validHeaders(options.headers),
+    signal,
+  }
+}
+
+/** The options of createStaticHandler, checked. */
+export function staticSettings(value: unknown): StaticSettings {
+  const options = validateOptionsObject(value ?? undefined)
+  const settings = settingsFrom(options)
+  const fallthrough = validateBoolean(options.fallthrough, 'options.fallthrough', true)
+  return {
+    ...settings,
+    index: options.index === undefined ? 'index.html' : validIndex(options.index),
+    dotfiles: options.dotfiles === undefined ? 'ignore' : validateOneOf(options.dotfiles, 'options.dotfiles', DOTFILES),
+    fallthrough,
+  }
+}
+
+/** A name inside the directory: no separator or NUL, not a path of its own (`.`, `..`). */
+function validIndex(index: unknown): string | false {
+  if (index === false) return false
+  if (typeof index !== 'string') throw invalidArgType('options.index', 'a file name or false', index)
+  if (index === '' || /[\\/\0]/.test(index) || index === '.' || index === '..') throw invalidArgValue('options.index', index, "must be a file name in the directory (no '/', '\\' or null byte, not '.' or '..')")
+  return index
+}
+
+/** A copy of the `headers` option, each name and value checked as `setHeader` checks them. */
+function validHeaders(headers: unknown): Headers {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw invalidArgType('options.headers', 'of type object', headers)
+  const valid: Headers = {}
+  for (const [name, value] of Object.entries(headers)) {
+    http.validateHeaderName(name)
+    if (Array.isArray(value)) {
+      for (const item of value) {
+        if (typeof item !== 'string') throw invalidArgType(`options.headers['${name}']`, 'a string, a number or an array of strings', value)
+        http.validateHeaderValue(name, item)
+      }
+      valid[name] = [...value]
+    } else {
+      if (typeof value !== 'string' && typeof value !== 'number') throw invalidArgType(`options.headers['${name}']`, 'a string, a number or an array of strings', value)
+      // As text: Node takes some headers (Content-Disposition) as strings only, and throws in writeHead otherwise.
+      valid[name] = String(value)
+      http.validateHeaderValue(name, valid[name] as string)
+    }
+  }
+  return valid
+}

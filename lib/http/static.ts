@@ -1,0 +1,174 @@
+/** createStaticHandler: a directory served as a request handler or connect/Express middleware. */
+import { setMaxListeners } from 'node:events'
+import * as path from 'node:path'
+
+import { invalidArgValue } from '../errors.js'
+import { validateString } from '../validate.js'
+import { respondWithFile } from './file-response.js'
+import { closeQuietly, openForResponse } from './files.js'
+import { type StaticHandler, type StaticOptions, staticSettings } from './options.js'
+import { type AnyRequest, type AnyResponse, type OutgoingResponse, PLAIN, type Refusal, isRefusal, refuse, writeHead } from './response.js'
+import { directoryLocation, hasDotSegment, parseTarget, resolveInside, rootResolver, segmentsBelow } from './target.js'
+
+/** How a request went: answered here, or a miss that `next()` may answer instead. */
+type Decision = { kind: 'done' } | { kind: 'miss'; refusal: Refusal }
+
+const DONE: Decision = { kind: 'done' }
+
+function miss(refusal: Refusal): Decision {
+  return { kind: 'miss', refusal }
+}
+
+/**
+ * A request handler that serves the files under `root` with {@link serveFile}'s headers,
+ * ranges and preconditions, for `http.createServer(handler)` (or `http2.createServer`) or as
+ * connect/Express middleware (`app.use(handler)`; it uses `req.url`, which Express makes
+ * relative to the mount point).
+ *
+ * - GET and HEAD only: other methods get 405 with `Allow: GET, HEAD`.
+ * - The URL path is percent-decoded once; a malformed encoding → 400; a NUL byte → 400.
+ * - Nothing outside `root` is ever served: a `..` segment (however encoded, `/` or `\`) → 403;
+ *   the target's real path (symlinks resolved) must lie inside root's real path, else 404;
+ *   the resolved path is opened with `O_NOFOLLOW`, so a file swapped for a symlink meanwhile
+ *   is not followed (a parent directory swapped between the two steps is not caught: that
+ *   takes write access inside root, and Node has no `openat2(RESOLVE_BENEATH)`).
+ * - Dotfiles (a path segment starting with `.`, in the URL or in the real path of the file
+ *   relative to the real root, so a symlink to a dotfile counts): 404 by default, see `dotfiles`.
+ * - A directory: `/dir` → 301 to `/dir/`; `/dir/` → its `index` file if there is one, else 404.
+ *   Anything else that is not a regular file (a FIFO, a Unix socket, a device) → 404.
+ * - `root` is resolved again at least once a second, so a symlinked root switched by an atomic
+ *   redeploy (`current -> rel2`) serves the new release without a restart. A `root` that does
+ *   not exist answers like a missing file, and emits one `ZeroCopyWarning`
+ *   (`ZEROCOPY_STATIC_ROOT_MISSING`) per handler; it is served as soon as it exists.
+ * - Misses (404) and other methods (405) call `next()` when there is a `next` and
+ *   `fallthrough` is on; 400 and 403 are always answered here.
+ * - Unexpected errors (EMFILE, EIO, a root it may not search) before the headers go to
+ *   `next(error)`, or become a 500 without `next`; after the headers, the connection is
+ *   destroyed. The returned handler never throws and never leaves a rejected promise behind.
+ * - Bad arguments throw here, with Node's codes: `ERR_INVALID_ARG_TYPE` for a wrong type,
+ *   `ERR_INVALID_ARG_VALUE` for a value of the right type that is not allowed (an empty `root`,
+ *   `dotfiles: 'maybe'`, `index: '../x'`), `ERR_OUT_OF_RANGE` for a negative or non-finite `maxAge`.
+ *
+ * @example
+ * ```ts
+ * const statics = createStaticHandler('./public', { maxAge: 600 })
+ * http.createServer(statics).listen(8080)
+ * // or, as middleware: app.use('/assets', createStaticHandler('./dist', { maxAge: 31536000, immutable: true }))
+ * ```
+ */
+export function createStaticHandler(root: string, options?: StaticOptions): StaticHandler {
+  validateString(root, 'root')
+  if (root === '') throw invalidArgValue('root', root, 'must be a non-empty path')
+  if (root.includes('\0')) throw invalidArgValue('root', root, 'must be a string without null bytes')
+  const settings = staticSettings(options)
+  const { index, dotfiles, fallthrough } = settings
+  // One signal for every request: each transfer listens to it, more than 10 at once is normal.
+  if (settings.signal !== undefined) setMaxListeners(0, settings.signal)
+  const currentRoot = rootResolver(root)
+
+  /** The dotfile policy for a path's segments: undefined when they may be served. */
+  function dotfileDecision(req: AnyRequest, res: OutgoingResponse, segments: string[]): Decision | undefined {
+    if (dotfiles === 'allow' || !hasDotSegment(segments)) return undefined
+    if (dotfiles === 'deny') return refused(req, res, { status: 403 })
+    return miss({ status: 404 })
+  }
+
+  async function handle(req: AnyRequest, res: AnyResponse): Promise<Decision> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return miss({ status: 405, headers: { Allow: 'GET, HEAD' } })
+    const target = parseTarget(req.url)
+    if (isRefusal(target)) return refused(req, res, target)
+    const asked = dotfileDecision(req, res, target.segments)
+    if (asked !== undefined) return asked
+    const rootPath = await currentRoot()
+    if (rootPath === null) return miss({ status: 404 })
+    const real = await resolveInside(rootPath, path.join(rootPath, ...target.relative))
+    if (isRefusal(real)) return miss(real)
+    // The real path too: a symlink `env -> .env` is a dotfile.
+    const opened = dotfileDecision(req, res, segmentsBelow(rootPath, real))
+    if (opened !== undefined) return opened
+    const file = await openForResponse(real, { noFollow: true })
+    if (isRefusal(file)) return miss(file)
+    try {
+      if (file.stats.isDirectory()) {
+        if (index === false) return miss({ status: 404 })
+        if (!target.wantsDirectory) return redirectToDirectory(req, res)
+        const indexReal = await resolveInside(rootPath, path.join(real, index))
+        if (isRefusal(indexReal)) return miss(indexReal)
+        return dotfileDecision(req, res, segmentsBelow(rootPath, indexReal)) ?? (await serveRegular(req, res, indexReal))
+      }
+      // /file.txt/ names a directory that does not exist.
+      if (target.wantsDirectory || !file.stats.isFile()) return miss({ status: 404 })
+      await respondWithFile(req, res, file, settings)
+      return DONE
+    } finally {
+      closeQuietly(file)
+    }
+  }
+
+  async function serveRegular(req: AnyRequest, res: AnyResponse, real: string): Promise<Decision> {
+    const file = await openForResponse(real, { noFollow: true })
+    if (isRefusal(file)) return miss(file)
+    try {
+      if (!file.stats.isFile()) return miss({ status: 404 })
+      await respondWithFile(req, res, file, settings)
+      return DONE
+    } finally {
+      closeQuietly(file)
+    }
+  }
+
+  return function staticHandler(req, res, next) {
+    handle(req, res).then(
+      (decision) => {
+        if (decision.kind === 'done') return
+        if (next !== undefined && fallthrough) return callNext(res, next)
+        lastResort(res, () => refuse(req, res, decision.refusal))
+      },
+      (error: unknown) => {
+        if (res.headersSent) {
+          // The status line is out; only closing the connection can signal the failure.
+          res.destroy()
+          return
+        }
+        if (next !== undefined) return callNext(res, next, error)
+        lastResort(res, () => refuse(req, res, { status: 500 }))
+      },
+    )
+  }
+}
+
+/** Calls the next middleware; if it throws, answers 500 rather than leave a rejected promise. */
+function callNext(res: OutgoingResponse, next: (err?: unknown) => void, error?: unknown): void {
+  try {
+    if (error === undefined) next()
+    else next(error)
+  } catch {
+    if (res.headersSent) res.destroy()
+    else
+      lastResort(res, () => {
+        writeHead(res, 500, { 'Content-Type': PLAIN })
+        res.end('500 Internal Server Error\n')
+      })
+  }
+}
+
+/** Answers with `answer`; if even that throws (a broken `writeHead` hook), closes the connection: a handler must not throw. */
+function lastResort(res: OutgoingResponse, answer: () => void): void {
+  try {
+    answer()
+  } catch {
+    res.destroy()
+  }
+}
+
+/** Answered here whatever `fallthrough` says (400, 403, 301): not a miss another handler could serve. */
+function refused(req: AnyRequest, res: OutgoingResponse, refusal: Refusal): Decision {
+  refuse(req, res, refusal)
+  return DONE
+}
+
+function redirectToDirectory(req: AnyRequest, res: OutgoingResponse): Decision {
+  // Express rewrites req.url under a mount point; the browser needs the URL it asked for.
+  const url = (req as AnyRequest & { originalUrl?: string }).originalUrl ?? req.url ?? '/'
+  return refused(req, res, { status: 301, headers: { Location: directoryLocation(url) } })
+}
