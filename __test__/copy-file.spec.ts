@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url'
 
 import { copyFile, copyFileSync, socketFd, transferChannel, type TransferReport } from '..'
 import { byteAtPosition, errno, linuxTest, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, writeFixture } from './helpers'
+import { within } from './socket-fixtures'
 
 const MiB = 1024 * 1024
 const CHUNK = 2 * MiB
@@ -970,4 +971,14 @@ test.serial('a destination swapped for a link to the source during the copy neve
   await exited
   t.is(intact, 600, 'the source kept its size after every copy')
   t.is(sha256(fs.readFileSync(source)), sha256(contents))
+})
+
+linuxTest('copying from a FIFO path fails at once instead of waiting for a writer, with either form', async (t) => {
+  const dir = tempDir(t)
+  const fifo = path.join(dir, 'fifo')
+  execFileSync('mkfifo', [fifo])
+  for (const copier of copiers) {
+    const error = (await within(copier.copy(fifo, path.join(dir, `from-fifo-${copier.name}`)).then(() => undefined, (error: unknown) => error), 10_000, copier.name)) as NodeJS.ErrnoException | undefined
+    t.like(error, { code: 'ESPIPE', syscall: 'copyfile', path: fifo }, copier.name)
+  }
 })

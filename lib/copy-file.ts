@@ -109,7 +109,23 @@ function setPermissions(fd: number, permissions: number): void {
   }
 }
 
-/** What the binding needs for one copy. */
+function isPath(value: FileSource): value is string | URL {
+  return typeof value === 'string' || value instanceof URL
+}
+
+/** What the binding needs for one copy between two paths. */
+function pathCopyRequest(source: string | URL, destination: string | URL, job: CopyJob): Binding.PathCopyRequest {
+  return {
+    source: pathOf(source),
+    destination: pathOf(destination),
+    exclusive: job.exclusive,
+    sourceOffset: job.range.offset,
+    destinationOffset: job.destinationOffset,
+    count: job.range.length,
+  }
+}
+
+/** What the binding needs for one copy between open files. */
 function copyRequest(file: OpenedFile, out: OpenedDestination, job: CopyJob, total: number): Binding.CopyRequest {
   return {
     destinationFd: out.fd,
@@ -151,6 +167,17 @@ export function copyFile(source: string | URL | fs.promises.FileHandle | number,
   }
   const { job } = validated
   const report = newReport('copyFile', validated.destination)
+  const { source: from, destination: to } = validated
+  if (nativeBinding !== null && isPath(from) && isPath(to)) {
+    // Paths on both sides: one native job opens, copies and closes, as fs.copyFile does.
+    const native = nativeBinding
+    const request = pathCopyRequest(from, to, job)
+    return reporting(report, async () => {
+      const result = await new NativeRun(native, { ...hooks, total: -1 }).run((control, onProgress) => native.copyPathAsync(request, control, onProgress), 'copyfile', { path: request.source, dest: request.destination })
+      report.method = result.method
+      return (report.bytes = result.bytes)
+    })
+  }
   return reporting(report, async () => {
     const file = await openSource(validated.source)
     try {
@@ -197,6 +224,16 @@ export function copyFileSync(source: string | URL | number, destination: string 
   const validated = validateCopyOptions(source, destination, options, false)
   const { job } = validated
   const report = newReport('copyFileSync', validated.destination)
+  const { source: from, destination: to } = validated
+  if (nativeBinding !== null && isPath(from) && isPath(to)) {
+    const request = pathCopyRequest(from, to, job)
+    const native = nativeBinding
+    return reportingSync(report, () => {
+      const outcome = native.copyPathSync(request)
+      report.method = outcome.method
+      return (report.bytes = bytesOf(outcome, 'copyfile', { path: request.source, dest: request.destination }))
+    })
+  }
   return reportingSync(report, () => {
     const file = openSourceSync(validated.source)
     try {

@@ -133,7 +133,7 @@ export class NativeRun {
    * rejecting.
    */
   async run(
-    start: (control: Binding.TransferControl, onProgress: ((bytes: number) => void) | undefined) => Promise<Binding.Outcome>,
+    start: (control: Binding.TransferControl, onProgress: ((bytes: number, total: number) => void) | undefined) => Promise<Binding.Outcome>,
     syscall: string,
     paths: { path?: string; dest?: string },
     mayRefuse = false,
@@ -142,12 +142,12 @@ export class NativeRun {
     if (signal?.aborted) throw abortError(signal)
     const stopListening = signal === undefined ? undefined : onAbort(signal, () => this.cancel(abortError(signal)))
     try {
-      const outcome = await start(this.control, onProgress || onMoved ? (bytes) => this.progress(bytes) : undefined)
+      const outcome = await start(this.control, onProgress || onMoved ? (bytes, total) => this.progress(bytes, total) : undefined)
       if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, outcome.bytes)
       const refusedBecause = mayRefuse ? refusalReason(outcome, syscall) : undefined
       if (refusedBecause !== undefined) return { bytes: 0, method: outcome.method, refusedBecause }
       const bytes = bytesOf(outcome, syscall, paths)
-      this.progress(bytes, true)
+      this.progress(bytes, outcome.total ?? -1, true)
       // The final report is the caller's code too: if it threw, that is the outcome.
       if (this.cancelReason !== undefined) throw attachBytes(this.cancelReason, bytes)
       return { bytes, method: outcome.method }
@@ -158,13 +158,14 @@ export class NativeRun {
     }
   }
 
-  private progress(bytes: number, final = false): void {
+  /** `total` from the binding when it found out (a copy by path), else -1: the hooks' total serves. */
+  private progress(bytes: number, total: number, final = false): void {
     if (this.settled && !final) return
     this.hooks.onMoved?.()
     if (bytes <= this.lastReported || this.hooks.onProgress === undefined) return
     this.lastReported = bytes
     try {
-      this.hooks.onProgress(bytes, this.hooks.total)
+      this.hooks.onProgress(bytes, total >= 0 ? total : this.hooks.total)
     } catch (error) {
       this.cancel(error)
     }

@@ -7,8 +7,11 @@ use crate::{
   MAX_SENDFILE_CHUNK,
 };
 use nix::errno::Errno;
-use nix::sys::stat::fstat;
-use std::os::fd::BorrowedFd;
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::stat::{fchmod, fstat, Mode, SFlag};
+use nix::unistd::ftruncate;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
 
 /// A copy of `count` bytes (`None`: to end of file) from `source_offset` in one file to
 /// `destination_offset` in another. Neither file position changes, unless the caller allows
@@ -257,4 +260,56 @@ impl Stepwise for FileCopy {
   fn refusal(&self) -> Option<Refusal> {
     None
   }
+}
+
+/// A copy's two files, opened by path.
+pub struct OpenedFiles {
+  pub source: OwnedFd,
+  pub destination: OwnedFd,
+  /// The source's size when it was opened (0 for procfs files, whose size is unknown).
+  pub source_size: u64,
+}
+
+/// Opens a copy's two files by path as libuv's `uv_fs_copyfile` does, in one go on the
+/// calling thread: the source read-only, the destination created (with the source's
+/// permissions, whatever the umask) or opened without `O_TRUNC`, compared with the source by
+/// device and inode, and only then truncated. Between a check of the path and an open that
+/// truncates, the path can become a link to the source, which would be cut to nothing; a file
+/// opened as itself is never truncated.
+///
+/// The source is opened `O_NONBLOCK` (a FIFO must not block the open until a writer comes),
+/// then made blocking again: the fd is ours alone.
+pub fn open_for_copy(
+  source: &Path,
+  destination: &Path,
+  exclusive: bool,
+) -> Result<OpenedFiles, Errno> {
+  let read_only = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+  let source_fd = open(source, read_only | OFlag::O_NONBLOCK, Mode::empty())?;
+  fcntl(&source_fd, FcntlArg::F_SETFL(OFlag::empty()))?;
+  let source_stat = fstat(&source_fd)?;
+  if SFlag::from_bits_truncate(source_stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+    return Err(Errno::EISDIR);
+  }
+  let permissions = Mode::from_bits_truncate((source_stat.st_mode & 0o7777) as _);
+  let mut create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC;
+  if exclusive {
+    create |= OFlag::O_EXCL;
+  }
+  let destination_fd = open(destination, create, permissions)?;
+  let destination_stat = fstat(&destination_fd)?;
+  let itself =
+    (destination_stat.st_dev, destination_stat.st_ino) == (source_stat.st_dev, source_stat.st_ino);
+  if !itself {
+    if destination_stat.st_size > 0 {
+      ftruncate(&destination_fd, 0)?;
+    }
+    // Like fs.copyFile; some file systems refuse chmod, and the copy is still good.
+    let _ = fchmod(&destination_fd, permissions);
+  }
+  Ok(OpenedFiles {
+    source: source_fd,
+    destination: destination_fd,
+    source_size: source_stat.st_size.max(0) as u64,
+  })
 }

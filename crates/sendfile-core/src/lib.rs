@@ -9,7 +9,7 @@ mod copy;
 mod interrupt;
 mod platform;
 
-pub use copy::FileCopy;
+pub use copy::{open_for_copy, FileCopy, OpenedFiles};
 pub use interrupt::BlockedCall;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

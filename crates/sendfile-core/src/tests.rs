@@ -472,3 +472,38 @@ fn the_bounce_copy_keeps_sendfile_semantics_for_offsets_positions_and_full_desti
     Ok(total as i64)
   );
 }
+
+#[test]
+fn open_for_copy_truncates_only_another_file_and_never_waits_on_a_fifo() {
+  let contents = pattern(10_000);
+  let fixture = Fixture::new("open-for-copy", &contents);
+  let dir = fixture.path.parent().expect("dir").to_path_buf();
+  // An existing, longer destination is truncated before the copy.
+  let destination = dir.join("destination");
+  std::fs::write(&destination, pattern(50_000)).expect("write");
+  let files = open_for_copy(&fixture.path, &destination, false).expect("open");
+  assert_eq!(files.source_size, 10_000);
+  assert_eq!(std::fs::metadata(&destination).expect("stat").len(), 0);
+  drop(files);
+  // A destination that is a link to the source is the source: never truncated.
+  let link = dir.join("link");
+  std::os::unix::fs::symlink(&fixture.path, &link).expect("symlink");
+  let files = open_for_copy(&fixture.path, &link, false).expect("open");
+  drop(files);
+  assert_eq!(std::fs::read(&fixture.path).expect("read"), contents);
+  // Exclusive: an existing destination is EEXIST, and left alone.
+  assert_eq!(
+    open_for_copy(&fixture.path, &link, true).err(),
+    Some(Errno::EEXIST)
+  );
+  // A directory source is EISDIR; a FIFO source opens at once, without a writer.
+  assert_eq!(
+    open_for_copy(&dir, &dir.join("copy"), false).err(),
+    Some(Errno::EISDIR)
+  );
+  let fifo = dir.join("fifo");
+  nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+  let files = open_for_copy(&fifo, &dir.join("from-fifo"), false).expect("open a FIFO");
+  let flags = fcntl(&files.source, FcntlArg::F_GETFL).expect("flags");
+  assert!(!OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK));
+}

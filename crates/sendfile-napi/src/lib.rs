@@ -10,7 +10,8 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use sendfile_core::{
-  BlockedCall, Errno, FileCopy, Position, Refusal, Step, Stepwise, Transfer, WaitStrategy,
+  open_for_copy, BlockedCall, Errno, FileCopy, Position, Refusal, Step, Stepwise, Transfer,
+  WaitStrategy,
 };
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -52,6 +53,20 @@ pub struct CopyRequest {
   pub may_move_destination_position: bool,
 }
 
+/// A whole file copy between two paths, opened, copied and closed in one native call, like
+/// `fs.copyFile` (libuv's `uv_fs_copyfile`) does in one threadpool job.
+#[napi(object)]
+pub struct PathCopyRequest {
+  pub source: String,
+  pub destination: String,
+  /// Fail with `EEXIST` when the destination exists.
+  pub exclusive: bool,
+  pub source_offset: i64,
+  pub destination_offset: i64,
+  /// Bytes to copy; absent: until end of file. Zero copies nothing.
+  pub count: Option<i64>,
+}
+
 /// The mechanism that moved the bytes; `none` when none was tried.
 #[napi(string_enum = "snake_case")]
 pub enum Method {
@@ -78,6 +93,8 @@ pub struct Outcome {
   pub errno: Option<i32>,
   pub method: Method,
   pub refusal: Option<RefusalKind>,
+  /// The bytes the call set out to move, when the binding found out (a copy by path).
+  pub total: Option<i64>,
 }
 
 impl Outcome {
@@ -87,6 +104,7 @@ impl Outcome {
       errno: Some(errno as i32),
       method: Method::None,
       refusal: None,
+      total: None,
     }
   }
 
@@ -99,6 +117,7 @@ impl Outcome {
         Refusal::Unsupported(_) => RefusalKind::Unsupported,
         Refusal::SizeUnknown => RefusalKind::SizeUnknown,
       }),
+      total: None,
     }
   }
 }
@@ -124,6 +143,45 @@ impl SendRequest {
       .map_or(Position::Current, |offset| Position::At(unsigned(offset)));
     Transfer::new(position, self.count.map(unsigned))
   }
+}
+
+impl PathCopyRequest {
+  /// Opens both files and sets up the copy: the range is what the source holds now (a file
+  /// that grows meanwhile copies no more), and `total` is that length, or `None` when the
+  /// source's size is unknown (procfs).
+  fn open(&self) -> std::result::Result<(OpenedPathCopy, FileCopy), Errno> {
+    let files = open_for_copy(
+      std::path::Path::new(&self.source),
+      std::path::Path::new(&self.destination),
+      self.exclusive,
+    )?;
+    let offset = unsigned(self.source_offset);
+    let wanted = self.count.map(unsigned);
+    let total = (files.source_size > 0).then(|| {
+      let available = files.source_size.saturating_sub(offset);
+      wanted.map_or(available, |wanted| wanted.min(available))
+    });
+    let copy = FileCopy::new(
+      offset,
+      unsigned(self.destination_offset),
+      total.or(wanted),
+      true,
+    );
+    Ok((
+      OpenedPathCopy {
+        source: files.source,
+        destination: files.destination,
+        total,
+      },
+      copy,
+    ))
+  }
+}
+
+struct OpenedPathCopy {
+  source: OwnedFd,
+  destination: OwnedFd,
+  total: Option<u64>,
 }
 
 impl CopyRequest {
@@ -178,6 +236,21 @@ pub fn copy_range_sync(request: CopyRequest) -> Outcome {
   .unwrap_or_else(Outcome::failed_before_start)
 }
 
+/// [`PathCopyRequest`] on the calling thread.
+#[napi(js_name = "copyPathSync", catch_unwind)]
+pub fn copy_path_sync(request: PathCopyRequest) -> Outcome {
+  match request.open() {
+    Ok((files, mut copy)) => {
+      let outcome = copy.run_blocking(files.destination.as_fd(), files.source.as_fd());
+      Outcome {
+        total: files.total.map(|total| total as i64),
+        ..Outcome::of(&copy, outcome.bytes, outcome.error)
+      }
+    }
+    Err(errno) => Outcome::failed_before_start(errno),
+  }
+}
+
 /// Cancels the async transfers it was passed to; a waiting or blocked transfer stops at once.
 #[napi]
 pub struct TransferControl {
@@ -200,9 +273,11 @@ impl TransferControl {
   }
 }
 
-/// Cumulative bytes moved, reported to JS without waiting for it. Weak: a pending transfer's
-/// promise, not its progress callback, is what keeps the process alive.
-type ProgressCallback = ThreadsafeFunction<f64, (), f64, Status, false, true>;
+/// Cumulative bytes moved and the bytes the call will move in all (-1: not known here),
+/// reported to JS without waiting for it. Weak: a pending transfer's promise, not its progress
+/// callback, is what keeps the process alive.
+type ProgressCallback =
+  ThreadsafeFunction<FnArgs<(f64, f64)>, (), FnArgs<(f64, f64)>, Status, false, true>;
 
 struct Job<W: Stepwise> {
   input: OwnedFd,
@@ -210,6 +285,7 @@ struct Job<W: Stepwise> {
   token: CancellationToken,
   progress: Option<ProgressCallback>,
   reported: u64,
+  total: Option<u64>,
 }
 
 impl<W: Stepwise> Job<W> {
@@ -222,7 +298,11 @@ impl<W: Stepwise> Job<W> {
     }
     self.reported = done;
     if let Some(progress) = &self.progress {
-      progress.call(done as f64, ThreadsafeFunctionCallMode::NonBlocking);
+      let total = self.total.map_or(-1.0, |total| total as f64);
+      progress.call(
+        (done as f64, total).into(),
+        ThreadsafeFunctionCallMode::NonBlocking,
+      );
     }
   }
 
@@ -239,7 +319,10 @@ impl<W: Stepwise> Job<W> {
   }
 
   fn finish(&self, error: Option<Errno>) -> Outcome {
-    Outcome::of(&self.work, self.work.bytes_moved(), error)
+    Outcome {
+      total: self.total.map(|total| total as i64),
+      ..Outcome::of(&self.work, self.work.bytes_moved(), error)
+    }
   }
 }
 
@@ -266,36 +349,77 @@ fn start_job<'env, W: Stepwise + Send + 'static>(
     token: control.token.clone(),
     progress,
     reported: 0,
+    total: None,
   };
   match sendfile_core::wait_strategy(&out) {
     Ok(WaitStrategy::Readiness) => env.spawn_future(async move { Ok(run_ready(out, job).await) }),
-    // Straight onto the blocking pool, without a hop through an async worker first. The thread
-    // checks for a cancel before each chunk, and a cancel interrupts a step blocked on a full
-    // destination, so a cancelled transfer has stopped writing by the time its promise settles.
     Ok(WaitStrategy::Blocking) => {
-      let token = job.token.clone();
-      let blocked = Arc::new(BlockedCall::new());
-      let worker_blocked = Arc::clone(&blocked);
-      let mut blocking = spawn_blocking(move || run_blocking(out, job, &worker_blocked));
-      env.spawn_future(async move {
-        let finished = tokio::select! {
-          finished = &mut blocking => finished,
-          _ = token.cancelled() => loop {
-            blocked.interrupt();
-            tokio::select! {
-              finished = &mut blocking => break finished,
-              _ = tokio::time::sleep(INTERRUPT_RETRY) => {}
-            }
-          },
-        };
-        Ok(finished.unwrap_or_else(|_| Outcome::failed_before_start(Errno::EIO)))
-      })
+      spawn_blocking_job(env, control, move |blocked| run_blocking(out, job, blocked))
     }
     Err(errno) => {
       let outcome = job.finish(Some(errno));
       env.spawn_future(async move { Ok(outcome) })
     }
   }
+}
+
+/// Runs `work` straight on tokio's blocking pool, without a hop through an async worker
+/// first. The thread checks for a cancel before each chunk, and a cancel interrupts a step
+/// blocked on a full destination, so a cancelled transfer has stopped writing by the time its
+/// promise settles.
+fn spawn_blocking_job<'env>(
+  env: &'env Env,
+  control: &TransferControl,
+  work: impl FnOnce(&BlockedCall) -> Outcome + Send + 'static,
+) -> Result<PromiseRaw<'env, Outcome>> {
+  let token = control.token.clone();
+  let blocked = Arc::new(BlockedCall::new());
+  let worker_blocked = Arc::clone(&blocked);
+  let mut blocking = spawn_blocking(move || work(&worker_blocked));
+  env.spawn_future(async move {
+    let finished = tokio::select! {
+      finished = &mut blocking => finished,
+      _ = token.cancelled() => loop {
+        blocked.interrupt();
+        tokio::select! {
+          finished = &mut blocking => break finished,
+          _ = tokio::time::sleep(INTERRUPT_RETRY) => {}
+        }
+      },
+    };
+    Ok(finished.unwrap_or_else(|_| Outcome::failed_before_start(Errno::EIO)))
+  })
+}
+
+/// [`PathCopyRequest`] on tokio's blocking pool: open, copy and close in one job.
+#[napi(
+  js_name = "copyPathAsync",
+  ts_return_type = "Promise<Outcome>",
+  catch_unwind
+)]
+pub fn copy_path_async<'env>(
+  env: &'env Env,
+  request: PathCopyRequest,
+  control: &TransferControl,
+  #[napi(ts_arg_type = "((bytesCopied: number, total: number) => void) | undefined | null")]
+  on_progress: Option<ProgressCallback>,
+) -> Result<PromiseRaw<'env, Outcome>> {
+  let token = control.token.clone();
+  spawn_blocking_job(env, control, move |blocked| {
+    let (files, copy) = match request.open() {
+      Ok(opened) => opened,
+      Err(errno) => return Outcome::failed_before_start(errno),
+    };
+    let job = Job {
+      input: files.source,
+      work: copy,
+      token,
+      progress: on_progress,
+      reported: 0,
+      total: files.total,
+    };
+    run_blocking(files.destination, job, blocked)
+  })
 }
 
 /// Sends a whole range (or up to end of file) without blocking a libuv thread.
@@ -308,9 +432,8 @@ pub fn sendfile_async<'env>(
   env: &'env Env,
   request: SendRequest,
   control: &TransferControl,
-  #[napi(ts_arg_type = "((bytesSent: number) => void) | undefined | null")] on_progress: Option<
-    ProgressCallback,
-  >,
+  #[napi(ts_arg_type = "((bytesSent: number, total: number) => void) | undefined | null")]
+  on_progress: Option<ProgressCallback>,
 ) -> Result<PromiseRaw<'env, Outcome>> {
   let transfer = request.transfer();
   start_job(
@@ -333,9 +456,8 @@ pub fn copy_range_async<'env>(
   env: &'env Env,
   request: CopyRequest,
   control: &TransferControl,
-  #[napi(ts_arg_type = "((bytesCopied: number) => void) | undefined | null")] on_progress: Option<
-    ProgressCallback,
-  >,
+  #[napi(ts_arg_type = "((bytesCopied: number, total: number) => void) | undefined | null")]
+  on_progress: Option<ProgressCallback>,
 ) -> Result<PromiseRaw<'env, Outcome>> {
   let copy = request.copy();
   start_job(
