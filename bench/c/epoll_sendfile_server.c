@@ -1,9 +1,11 @@
 // The reference server for the concurrency scenario, what nginx does with `sendfile on`: one
 // thread, epoll (edge-triggered), non-blocking sockets, sendfile(2) in chunks of at most
 // 2 MiB (nginx's sendfile_max_chunk, and the chunk @zerocopy/sendfile uses) until EAGAIN.
-// Like a sendFile(socket, path) call, each connection opens the file itself.
+// Like a sendFile(socket, path) call, each connection opens the file itself; with `shared`,
+// the file is opened once at startup and every connection sends from that one fd (pure
+// syscall cost, no open/fstat/close per connection: the floor for the low-level API).
 //
-//   epoll_sendfile_server <file> <connections> <deadline-seconds>
+//   epoll_sendfile_server <file> <connections> <deadline-seconds> [shared]
 //
 // stdout: {"port":N} once listening; after <connections> transfers finished,
 // {"connections":N,"bytes":B,"errors":E,"vmHWMKiB":K,"cpuUserUs":U,"cpuSysUs":S} and exit.
@@ -29,11 +31,12 @@ struct connection {
 static struct connection *table;
 static size_t table_size;
 static const char *path;
+static int shared_file = -1;
 static uint64_t sent_total;
 static int finished, errors;
 
 static void finish(int sock, int failed) {
-  close(table[sock].file);
+  if (table[sock].file != shared_file) close(table[sock].file);
   table[sock].file = -1;
   // close() on a socket with queued data still delivers it, then the FIN.
   close(sock);
@@ -70,6 +73,10 @@ int main(int argc, char **argv) {
   int connections = atoi(argv[2]);
   set_deadline(argv[3]);
   raise_nofile();
+  if (argc > 4 && strcmp(argv[4], "shared") == 0) {
+    shared_file = open(path, O_RDONLY | O_CLOEXEC);
+    if (shared_file < 0) die("open");
+  }
 
   struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0};
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -117,7 +124,7 @@ int main(int argc, char **argv) {
           for (size_t j = table_size; j < grown; j++) table[j].file = -1;
           table_size = grown;
         }
-        int file = open(path, O_RDONLY | O_CLOEXEC);
+        int file = shared_file >= 0 ? shared_file : open(path, O_RDONLY | O_CLOEXEC);
         if (file < 0) die("open");
         struct stat stats;
         if (fstat(file, &stats) < 0) die("fstat");

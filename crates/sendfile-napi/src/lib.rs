@@ -28,6 +28,22 @@ const PROGRESS_CHUNK: u64 = 2 * 1024 * 1024;
 /// signal that lands just before the syscall starts is absorbed without effect.
 const INTERRUPT_RETRY: Duration = Duration::from_millis(2);
 
+/// The async driver's runtime: one worker thread runs every readiness-driven transfer (each
+/// step is one non-blocking syscall, and one thread keeps up with the NIC), and blocking
+/// transfers go to tokio's blocking pool as before. napi-rs's default is one worker per core:
+/// on a 2-core machine those workers spin looking for work against the JS thread and the peers.
+#[napi_derive::module_init]
+fn init() {
+  let runtime = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .thread_name("zerocopy-sendfile")
+    .enable_all()
+    .build();
+  if let Ok(runtime) = runtime {
+    napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
+  }
+}
+
 /// A transfer from a file to a socket, pipe or file (`sendfile(2)`).
 #[napi(object)]
 pub struct SendRequest {
