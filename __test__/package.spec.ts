@@ -160,3 +160,20 @@ test('without the platform package the installed package still works through the
   const message = (await run(process.execPath, ['-p', "require('@zerocopy/sendfile').nativeError.message"], { cwd: dir, timeout: 30_000 })).stdout
   t.true(new RegExp(`npm install @zerocopy/sendfile-${process.platform}-${process.arch}(-gnu|-musl)?@${version.replace(/\./g, "\\.")}`).test(message), message)
 })
+
+test('the installed package has a zerocopy command that npx runs: --version and a zero-copy copy', async (t) => {
+  const { main, platform, work } = await packAll(t)
+  const dir = await consumerProject(work, 'consumer-cli', [main, platform])
+  // --no: never fetch some other package called zerocopy from the registry, the command must be this one;
+  // `--` then keeps npx from taking the command's own --version for its own.
+  const npx = (args: string[]) => run('npx', ['--no', '--', 'zerocopy', ...args], { cwd: dir, timeout: 60_000 })
+  const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }
+  t.is((await npx(['--version'])).stdout, `${version}\n`)
+
+  const song = Buffer.alloc(3 * 1024 * 1024 + 5, 'twinkle twinkle little star\n')
+  fs.writeFileSync(path.join(dir, 'song.txt'), song)
+  const { stdout, stderr } = await npx(['copy', 'song.txt', 'copy.txt'])
+  t.regex(stdout, /^copied 3\.0 MiB in [\d.]+ s, .+, zero-copy\n$/)
+  t.is(stderr, '')
+  t.true(fs.readFileSync(path.join(dir, 'copy.txt')).equals(song))
+})
