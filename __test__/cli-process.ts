@@ -84,7 +84,9 @@ export class CliProcess {
   /** The exit, or a rejection after WAIT_MS. */
   finished(): Promise<Finished> {
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still running after ${WAIT_MS} ms:\n${this.stdout}\n${this.stderr}`)), WAIT_MS)))
+    const timeout = new Promise<never>(
+      (_, reject) => (timer = setTimeout(() => reject(new Error(`still running after ${WAIT_MS} ms:\n${this.stdout}\n${this.stderr}`)), WAIT_MS)),
+    )
     return Promise.race([this.exited, timeout]).finally(() => clearTimeout(timer))
   }
 }

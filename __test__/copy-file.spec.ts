@@ -512,8 +512,14 @@ for (const where of ['within one filesystem', 'across filesystems into a path', 
       const label = JSON.stringify(range)
       t.is(copied, total, label)
       t.true(calls.length >= Math.ceil(total / CHUNK), `${calls.length} calls for ${total} bytes, ${label}`)
-      t.true(calls.every(([, reportedTotal]) => reportedTotal === total), `total is ${total} in every call, ${label}`)
-      t.true(calls.every(([bytes], i) => bytes > 0 && (i === 0 || bytes > calls[i - 1][0])), `strictly increasing, ${label}`)
+      t.true(
+        calls.every(([, reportedTotal]) => reportedTotal === total),
+        `total is ${total} in every call, ${label}`,
+      )
+      t.true(
+        calls.every(([bytes], i) => bytes > 0 && (i === 0 || bytes > calls[i - 1][0])),
+        `strictly increasing, ${label}`,
+      )
       t.deepEqual(calls[calls.length - 1], [total, total], `last call, ${label}`)
       t.is(sha256(fs.readFileSync(file).subarray(0, total)), sha256(slice(contents, range.offset ?? 0, range.length)), label)
     }
@@ -978,7 +984,14 @@ linuxTest('copying from a FIFO path fails at once instead of waiting for a write
   const fifo = path.join(dir, 'fifo')
   execFileSync('mkfifo', [fifo])
   for (const copier of copiers) {
-    const error = (await within(copier.copy(fifo, path.join(dir, `from-fifo-${copier.name}`)).then(() => undefined, (error: unknown) => error), 10_000, copier.name)) as NodeJS.ErrnoException | undefined
+    const error = (await within(
+      copier.copy(fifo, path.join(dir, `from-fifo-${copier.name}`)).then(
+        () => undefined,
+        (error: unknown) => error,
+      ),
+      10_000,
+      copier.name,
+    )) as NodeJS.ErrnoException | undefined
     t.like(error, { code: 'ESPIPE', syscall: 'copyfile', path: fifo }, copier.name)
   }
 })

@@ -46,10 +46,22 @@ test('validators: a weak ETag from size and mtime, Last-Modified in whole second
   t.is(weakEtag(0, 0), 'W/"0-0"')
   const stats = { size: 1000, mtimeMs: 1700000000123.4 }
   const cases: Array<[{ etag: boolean; lastModified: boolean }, Validators]> = [
-    [{ etag: true, lastModified: true }, { etag: ETAG, modified: 1700000000000 }],
-    [{ etag: false, lastModified: true }, { etag: undefined, modified: 1700000000000 }],
-    [{ etag: true, lastModified: false }, { etag: ETAG, modified: undefined }],
-    [{ etag: false, lastModified: false }, { etag: undefined, modified: undefined }],
+    [
+      { etag: true, lastModified: true },
+      { etag: ETAG, modified: 1700000000000 },
+    ],
+    [
+      { etag: false, lastModified: true },
+      { etag: undefined, modified: 1700000000000 },
+    ],
+    [
+      { etag: true, lastModified: false },
+      { etag: ETAG, modified: undefined },
+    ],
+    [
+      { etag: false, lastModified: false },
+      { etag: undefined, modified: undefined },
+    ],
   ]
   for (const [send, expected] of cases) t.deepEqual(validatorsOf(stats, send), expected, JSON.stringify(send))
 })
@@ -81,7 +93,12 @@ const preconditionCases: PreconditionCase[] = [
   { headers: { 'if-unmodified-since': 'Sunday, 06-Nov-94 08:49:36 GMT' }, expected: 412, why: 'If-Unmodified-Since in RFC 850 form' },
   { headers: { 'if-unmodified-since': 'Sun Nov  6 08:49:36 1994' }, expected: 412, why: 'If-Unmodified-Since in asctime form' },
   { headers: { 'if-unmodified-since': 'not a date' }, expected: 200, why: 'an invalid If-Unmodified-Since is ignored' },
-  { headers: { 'if-unmodified-since': EARLIER }, validators: { etag: ETAG, modified: undefined }, expected: 200, why: 'If-Unmodified-Since when no Last-Modified is sent' },
+  {
+    headers: { 'if-unmodified-since': EARLIER },
+    validators: { etag: ETAG, modified: undefined },
+    expected: 200,
+    why: 'If-Unmodified-Since when no Last-Modified is sent',
+  },
   { headers: { 'if-match': ETAG, 'if-unmodified-since': EARLIER }, expected: 200, why: 'If-Match overrides If-Unmodified-Since (§13.2.2)' },
   // If-None-Match (§13.1.2): weak comparison, lists, *; 304 for GET and HEAD, 412 otherwise.
   { headers: { 'if-none-match': ETAG }, expected: 304, why: 'If-None-Match with the tag' },
@@ -105,7 +122,12 @@ const preconditionCases: PreconditionCase[] = [
   { headers: { 'if-modified-since': '1' }, expected: 200, why: 'a bare number is not a date' },
   { method: 'HEAD', headers: { 'if-modified-since': IMF }, expected: 304, why: 'HEAD with If-Modified-Since' },
   { method: 'POST', headers: { 'if-modified-since': IMF }, expected: 200, why: 'If-Modified-Since is ignored on an unsafe method' },
-  { headers: { 'if-modified-since': IMF }, validators: { etag: ETAG, modified: undefined }, expected: 200, why: 'If-Modified-Since when no Last-Modified is sent' },
+  {
+    headers: { 'if-modified-since': IMF },
+    validators: { etag: ETAG, modified: undefined },
+    expected: 200,
+    why: 'If-Modified-Since when no Last-Modified is sent',
+  },
   { headers: { 'if-none-match': OTHER, 'if-modified-since': IMF }, expected: 200, why: 'If-None-Match overrides If-Modified-Since' },
   // The order of evaluation (§13.2.2): the 412 conditions first.
   { headers: { 'if-match': OTHER, 'if-none-match': ETAG }, expected: 412, why: 'If-Match fails before If-None-Match matches' },
@@ -114,7 +136,8 @@ const preconditionCases: PreconditionCase[] = [
 ]
 
 test('preconditions: RFC 9110 §13.2.2 order, lists, *, weak tags, three date forms, invalid dates ignored, 304 for safe methods only', (t) => {
-  for (const { method = 'GET', headers, validators = BOTH, expected, why } of preconditionCases) t.is(preconditions(method, headers, validators), expected, `${method} ${JSON.stringify(headers)}: ${why}`)
+  for (const { method = 'GET', headers, validators = BOTH, expected, why } of preconditionCases)
+    t.is(preconditions(method, headers, validators), expected, `${method} ${JSON.stringify(headers)}: ${why}`)
 })
 
 const ifRangeCases: Array<{ value: string | string[] | undefined; validators?: Validators; expected: boolean; why: string }> = [

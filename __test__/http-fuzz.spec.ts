@@ -21,7 +21,15 @@ process.on('uncaughtException', (error) => unexpected.push(error))
 process.on('unhandledRejection', (error) => unexpected.push(error))
 
 /** Codes serveFile and createStaticHandler document for bad arguments and aborts (Node's own for bad header names and values). */
-const DOCUMENTED_CODES = new Set(['ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_OUT_OF_RANGE', 'ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ABORT_ERR'])
+const DOCUMENTED_CODES = new Set([
+  'ERR_INVALID_ARG_TYPE',
+  'ERR_INVALID_ARG_VALUE',
+  'ERR_OUT_OF_RANGE',
+  'ERR_INVALID_HTTP_TOKEN',
+  'ERR_INVALID_CHAR',
+  'ERR_HTTP_INVALID_HEADER_VALUE',
+  'ABORT_ERR',
+])
 
 function isDocumented(error: unknown): boolean {
   return error instanceof Error && DOCUMENTED_CODES.has((error as NodeJS.ErrnoException).code ?? '')
@@ -111,7 +119,12 @@ function oneLine(text: string): string {
 }
 
 function requestBytes({ method, target, headers }: FuzzRequest): Buffer {
-  const lines = [`${method} ${oneLine(target)} HTTP/1.1`, 'Host: localhost', 'Connection: close', ...headers.map(([name, value]) => `${name}: ${oneLine(value)}`)]
+  const lines = [
+    `${method} ${oneLine(target)} HTTP/1.1`,
+    'Host: localhost',
+    'Connection: close',
+    ...headers.map(([name, value]) => `${name}: ${oneLine(value)}`),
+  ]
   return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`)
 }
 
@@ -147,8 +160,53 @@ function encoded(text: string): string {
 }
 
 const segment = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom('', '.', '..', '%2e%2e', '%2E%2e', '.%2e', '%2e', '%00', 'a%00b', '\\..', '..\\..', '%5c..', '%2f..', '%2F', '%252e%252e', '.env', '%2eenv', '.git', 'config', 'env') },
-  { weight: 6, arbitrary: fc.constantFrom('index.html', 'notes.txt', 'mid.bin', 'empty.txt', 'sub', 'page.txt', 'fifo', 'sock', 'link-out', 'dir-out', 'secret', 'uni-%C3%A9.txt', 'uni-é.txt', '%', '%zz', '%C0%AF', '%E0%A4%A') },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      '',
+      '.',
+      '..',
+      '%2e%2e',
+      '%2E%2e',
+      '.%2e',
+      '%2e',
+      '%00',
+      'a%00b',
+      '\\..',
+      '..\\..',
+      '%5c..',
+      '%2f..',
+      '%2F',
+      '%252e%252e',
+      '.env',
+      '%2eenv',
+      '.git',
+      'config',
+      'env',
+    ),
+  },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      'index.html',
+      'notes.txt',
+      'mid.bin',
+      'empty.txt',
+      'sub',
+      'page.txt',
+      'fifo',
+      'sock',
+      'link-out',
+      'dir-out',
+      'secret',
+      'uni-%C3%A9.txt',
+      'uni-é.txt',
+      '%',
+      '%zz',
+      '%C0%AF',
+      '%E0%A4%A',
+    ),
+  },
   // Raw code points, controls and spaces included: most of these are Node's own 400.
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 12 }).map(encoded) },
@@ -156,13 +214,60 @@ const segment = fc.oneof(
 )
 
 const target = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('/', '/index.html', '/notes.txt', '/mid.bin', '/mid.bin', '/empty.txt', '/sub/', '/sub', '/sub/page.txt', '/uni-%C3%A9.txt', '/env', '/.env', '/fifo', '/sock', '/link-out') },
-  { weight: 6, arbitrary: fc.tuple(fc.array(segment, { minLength: 1, maxLength: 4 }), fc.constantFrom('', '', '', '/', '?q=1', '?a=%00', '#frag', '?x=..%2f')).map(([segments, tail]) => `/${segments.join('/')}${tail}`) },
-  { weight: 1, arbitrary: fc.constantFrom('*', 'http://localhost/notes.txt', 'http://localhost/../secret', '//sub', '/\\..\\secret', `/${'a'.repeat(9000)}`, '/sub?x=1') },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      '/',
+      '/index.html',
+      '/notes.txt',
+      '/mid.bin',
+      '/mid.bin',
+      '/empty.txt',
+      '/sub/',
+      '/sub',
+      '/sub/page.txt',
+      '/uni-%C3%A9.txt',
+      '/env',
+      '/.env',
+      '/fifo',
+      '/sock',
+      '/link-out',
+    ),
+  },
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(fc.array(segment, { minLength: 1, maxLength: 4 }), fc.constantFrom('', '', '', '/', '?q=1', '?a=%00', '#frag', '?x=..%2f'))
+      .map(([segments, tail]) => `/${segments.join('/')}${tail}`),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('*', 'http://localhost/notes.txt', 'http://localhost/../secret', '//sub', '/\\..\\secret', `/${'a'.repeat(9000)}`, '/sub?x=1'),
+  },
 )
 
 const headerValue = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('bytes=0-0', 'bytes=-1', 'bytes=0-', 'bytes=10-5', 'bytes=0-1,5-6', 'bytes=99999999999999999999-', 'bytes=-0', 'bytes=100000-', 'bytes=5-99999', '*', 'W/"x"', '"x"', 'Tue, 02 Jan 2024 03:04:05 GMT', 'Wed, 01 Jan 2celebrate', 'gzip, br', 'identity;q=0') },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      'bytes=0-0',
+      'bytes=-1',
+      'bytes=0-',
+      'bytes=10-5',
+      'bytes=0-1,5-6',
+      'bytes=99999999999999999999-',
+      'bytes=-0',
+      'bytes=100000-',
+      'bytes=5-99999',
+      '*',
+      'W/"x"',
+      '"x"',
+      'Tue, 02 Jan 2024 03:04:05 GMT',
+      'Wed, 01 Jan 2celebrate',
+      'gzip, br',
+      'identity;q=0',
+    ),
+  },
   { weight: 2, arbitrary: fc.string({ maxLength: 40 }) },
   // Controls included: Node's own 400.
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 20 }) },
@@ -170,11 +275,23 @@ const headerValue = fc.oneof(
 
 const request = fc
   .record({
-    method: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('GET', 'HEAD') }, { weight: 1, arbitrary: fc.constantFrom('POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'PROPFIND', 'get', 'BREW') }),
+    method: fc.oneof(
+      { weight: 6, arbitrary: fc.constantFrom('GET', 'HEAD') },
+      { weight: 1, arbitrary: fc.constantFrom('POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'PROPFIND', 'get', 'BREW') },
+    ),
     target,
     // A Range of its own, in about half the requests: mixed into the others it would rarely come up.
-    range: fc.option(fc.oneof(fc.constantFrom('bytes=0-0', 'bytes=-1', 'bytes=0-', 'bytes=5-99999', 'bytes=100-200', 'bytes=-5000', 'bytes=99999-'), headerValue), { nil: undefined }),
-    headers: fc.array(fc.tuple(fc.constantFrom('Range', 'If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since', 'If-Range', 'Accept-Encoding', 'X-Fuzz'), headerValue), { maxLength: 3 }),
+    range: fc.option(
+      fc.oneof(fc.constantFrom('bytes=0-0', 'bytes=-1', 'bytes=0-', 'bytes=5-99999', 'bytes=100-200', 'bytes=-5000', 'bytes=99999-'), headerValue),
+      { nil: undefined },
+    ),
+    headers: fc.array(
+      fc.tuple(
+        fc.constantFrom('Range', 'If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since', 'If-Range', 'Accept-Encoding', 'X-Fuzz'),
+        headerValue,
+      ),
+      { maxLength: 3 },
+    ),
   })
   .map(({ method, target, range, headers }): FuzzRequest => ({ method, target, headers: range === undefined ? headers : [['Range', range], ...headers] }))
 
@@ -192,10 +309,20 @@ const fileOptions = {
   lastModified: aBoolean,
   etag: aBoolean,
   acceptRanges: aBoolean,
-  contentType: option(fc.oneof(fc.constantFrom('text/plain', 'video/mp4', 'é'), fc.stringMatching(/^[a-z]{1,8}\/[a-z0-9.+-]{1,12}$/)), fc.constantFrom('bad\nvalue', 'nul\0', 1)),
+  contentType: option(
+    fc.oneof(fc.constantFrom('text/plain', 'video/mp4', 'é'), fc.stringMatching(/^[a-z]{1,8}\/[a-z0-9.+-]{1,12}$/)),
+    fc.constantFrom('bad\nvalue', 'nul\0', 1),
+  ),
   headers: option(
-    fc.dictionary(fc.constantFrom('X-Extra', 'Cache-Control', 'Content-Type', 'Vary', 'Content-Disposition'), fc.oneof(fc.stringMatching(/^[ -~]{0,20}$/), fc.integer(), fc.array(fc.stringMatching(/^[a-z]{0,5}$/), { maxLength: 2 })), { maxKeys: 2 }),
-    fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ unit: 'binary', maxLength: 10 }), fc.anything()), { minKeys: 1, maxKeys: 2 }), fc.constantFrom({ 'Bad Name': 'x' }, { '': 'x' }, { 'X-Ok': 'a\r\nb' }, { 'X-Ok': undefined }, { 'X-Ok': [1] })),
+    fc.dictionary(
+      fc.constantFrom('X-Extra', 'Cache-Control', 'Content-Type', 'Vary', 'Content-Disposition'),
+      fc.oneof(fc.stringMatching(/^[ -~]{0,20}$/), fc.integer(), fc.array(fc.stringMatching(/^[a-z]{0,5}$/), { maxLength: 2 })),
+      { maxKeys: 2 },
+    ),
+    fc.oneof(
+      fc.dictionary(fc.string({ maxLength: 10 }), fc.oneof(fc.string({ unit: 'binary', maxLength: 10 }), fc.anything()), { minKeys: 1, maxKeys: 2 }),
+      fc.constantFrom({ 'Bad Name': 'x' }, { '': 'x' }, { 'X-Ok': 'a\r\nb' }, { 'X-Ok': undefined }, { 'X-Ok': [1] }),
+    ),
   ),
   signal: option(fc.constant(new AbortController().signal), fc.constantFrom(AbortSignal.abort(), AbortSignal.abort(), { aborted: true })),
 }
@@ -209,7 +336,10 @@ const staticOptions = optionsOf(
   fc.record(
     {
       ...fileOptions,
-      index: option(fc.constantFrom('index.html', false, 'page.txt', 'missing.html', '.env', 'é.html'), fc.constantFrom('../x', 'a/b', 'a\\b', '', '.', '..', 'a\0b', 1)),
+      index: option(
+        fc.constantFrom('index.html', false, 'page.txt', 'missing.html', '.env', 'é.html'),
+        fc.constantFrom('../x', 'a/b', 'a\\b', '', '.', '..', 'a\0b', 1),
+      ),
       dotfiles: option(fc.constantFrom('ignore', 'allow', 'deny'), fc.constantFrom('Allow', '', true)),
       fallthrough: aBoolean,
     },
@@ -274,17 +404,36 @@ test('fuzzed requests and options to createStaticHandler: documented statuses an
   current = undefined
   t.log(`${handlers} handlers created; statuses: ${JSON.stringify(statuses)}`)
   t.true(await eventually(() => server.open() === 0), 'every connection closed')
-  t.deepEqual(files.flatMap((file) => fdsOpenOn(file)), [], 'every file closed')
+  t.deepEqual(
+    files.flatMap((file) => fdsOpenOn(file)),
+    [],
+    'every file closed',
+  )
   t.deepEqual(unexpected, [])
 })
 
 test('fuzzed paths, requests and options to serveFile: documented statuses and rejections only, every promise settled, every connection closed', async (t) => {
   const { root, files } = await fixture(t)
-  const fixed = [...files, root, path.join(root, 'fifo'), path.join(root, 'sock'), path.join(root, 'missing'), path.join(root, 'notes.txt', 'child'), path.join(root, 'notes\0.txt'), path.join(root, 'link-out')]
+  const fixed = [
+    ...files,
+    root,
+    path.join(root, 'fifo'),
+    path.join(root, 'sock'),
+    path.join(root, 'missing'),
+    path.join(root, 'notes.txt', 'child'),
+    path.join(root, 'notes\0.txt'),
+    path.join(root, 'link-out'),
+  ]
   const filePath = fc.oneof(
     { weight: 12, arbitrary: fc.constantFrom(...fixed) },
     // Random names, kept inside root: serveFile trusts its path, so '..' would only fuzz the disk.
-    { weight: 3, arbitrary: fc.string({ unit: 'binary', maxLength: 20 }).filter((name) => !name.split(/[\\/]/).includes('..')).map((name) => path.join(root, name)) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .string({ unit: 'binary', maxLength: 20 })
+        .filter((name) => !name.split(/[\\/]/).includes('..'))
+        .map((name) => path.join(root, name)),
+    },
     { weight: 1, arbitrary: fc.anything().filter((value) => typeof value !== 'string') },
   )
   let current: { file: unknown; options: unknown } | undefined
@@ -310,7 +459,8 @@ test('fuzzed paths, requests and options to serveFile: documented statuses and r
       const { status } = await exchange(server.port, fuzzed)
       statuses[status] = (statuses[status] ?? 0) + 1
       const what = `${fuzzed.method} ${JSON.stringify(fuzzed.target)} of ${JSON.stringify(file)} → ${status}`
-      for (const error of rejections) if (!isDocumented(error)) t.fail(`serveFile rejected with ${String(error)} (${(error as NodeJS.ErrnoException).code}): ${what}`)
+      for (const error of rejections)
+        if (!isDocumented(error)) t.fail(`serveFile rejected with ${String(error)} (${(error as NodeJS.ErrnoException).code}): ${what}`)
       if (!(SERVE_FILE_STATUSES.has(status) || (status === 500 && rejections.length > 0))) t.fail(`undocumented status: ${what}`)
     }),
     FUZZ_RUNS,
@@ -319,6 +469,10 @@ test('fuzzed paths, requests and options to serveFile: documented statuses and r
   t.log(`statuses: ${JSON.stringify(statuses)}`)
   t.true(await eventually(() => pending === 0), 'every serveFile promise settled')
   t.true(await eventually(() => server.open() === 0), 'every connection closed')
-  t.deepEqual(files.flatMap((file) => fdsOpenOn(file)), [], 'every file closed')
+  t.deepEqual(
+    files.flatMap((file) => fdsOpenOn(file)),
+    [],
+    'every file closed',
+  )
   t.deepEqual(unexpected, [])
 })

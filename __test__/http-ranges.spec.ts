@@ -80,7 +80,8 @@ const byteRangeCases: RangeCase[] = [
 ]
 
 test('byteRange: single, open and suffix ranges; several, malformed or other units → whole; past the end → unsatisfiable', (t) => {
-  for (const { range, size, expected, why } of byteRangeCases) t.deepEqual(byteRange(range, size), expected, `${JSON.stringify(range)} of ${size} bytes: ${why}`)
+  for (const { range, size, expected, why } of byteRangeCases)
+    t.deepEqual(byteRange(range, size), expected, `${JSON.stringify(range)} of ${size} bytes: ${why}`)
 })
 
 const requestedRangeCases: Array<{ method: string | undefined; range: string | undefined; expected: RangeAnswer }> = [

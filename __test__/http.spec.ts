@@ -255,7 +255,10 @@ test.serial('500 clients that abort mid-body: the server stays up, answers after
   t.is(aborted, 500, 'every client saw the first bytes before it aborted')
   // 4 MiB is more than a reader that stops at once leaves room for: transfers do fail mid-body.
   t.true(failedMidBody.length > 0, 'some transfers were cut off mid-body')
-  t.true(failedMidBody.every((code) => ['ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED'].includes(code)), failedMidBody.join())
+  t.true(
+    failedMidBody.every((code) => ['ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED'].includes(code)),
+    failedMidBody.join(),
+  )
   t.log(`${failedMidBody.length} of 500 transfers were cut off mid-body`)
   const after = await rawOnce(t, port, '/big.bin')
   t.is(after.status, 200)
@@ -288,33 +291,36 @@ test.serial('EACCES: serveFile and the static handler answer 403', async (t) => 
   }
 })
 
-test.serial('unexpected errors (a root the server may not search): next(error) as middleware, 500 as a plain handler, never an unhandled rejection', async (t) => {
-  const dir = tempDir(t)
-  const unsearchable = path.join(dir, 'public')
-  fs.mkdirSync(unsearchable)
-  fs.writeFileSync(path.join(unsearchable, 'notes.txt'), 'notes\n')
-  const plain = await serve(t, createStaticHandler(unsearchable))
-  const middleware = await serve(t, chain(createStaticHandler(unsearchable) as Middleware, finalHandler))
-  // realpath(root) fails with EACCES: as nobody (the temp dir is root's and 0700), or, not
-  // running as root, with the search bit taken from the temp dir.
-  const seteuid = process.getuid?.() === 0 ? process.seteuid : undefined
-  if (seteuid) seteuid(65534)
-  else fs.chmodSync(dir, 0)
-  try {
-    t.is((await get(plain, '/notes.txt')).status, 500)
-    t.is((await get(middleware, '/notes.txt')).body.toString(), 'error from next: EACCES')
-  } finally {
-    if (seteuid) seteuid(0)
-    else fs.chmodSync(dir, 0o700)
-  }
-  const throwingNext = await serve(t, (req, res) =>
-    createStaticHandler(root)(req, res, () => {
-      throw new Error('a next that throws')
-    }),
-  )
-  t.is((await get(throwingNext, '/missing.txt')).status, 500)
-  t.deepEqual(unexpected, [])
-})
+test.serial(
+  'unexpected errors (a root the server may not search): next(error) as middleware, 500 as a plain handler, never an unhandled rejection',
+  async (t) => {
+    const dir = tempDir(t)
+    const unsearchable = path.join(dir, 'public')
+    fs.mkdirSync(unsearchable)
+    fs.writeFileSync(path.join(unsearchable, 'notes.txt'), 'notes\n')
+    const plain = await serve(t, createStaticHandler(unsearchable))
+    const middleware = await serve(t, chain(createStaticHandler(unsearchable) as Middleware, finalHandler))
+    // realpath(root) fails with EACCES: as nobody (the temp dir is root's and 0700), or, not
+    // running as root, with the search bit taken from the temp dir.
+    const seteuid = process.getuid?.() === 0 ? process.seteuid : undefined
+    if (seteuid) seteuid(65534)
+    else fs.chmodSync(dir, 0)
+    try {
+      t.is((await get(plain, '/notes.txt')).status, 500)
+      t.is((await get(middleware, '/notes.txt')).body.toString(), 'error from next: EACCES')
+    } finally {
+      if (seteuid) seteuid(0)
+      else fs.chmodSync(dir, 0o700)
+    }
+    const throwingNext = await serve(t, (req, res) =>
+      createStaticHandler(root)(req, res, () => {
+        throw new Error('a next that throws')
+      }),
+    )
+    t.is((await get(throwingNext, '/missing.txt')).status, 500)
+    t.deepEqual(unexpected, [])
+  },
+)
 
 // ---------------------------------------------------------------------------------------------
 // 200, content types, HEAD.
@@ -540,7 +546,12 @@ test('keep-alive: 206, 304, HEAD and 200 in turn on one connection, each framed 
 test('pipelining: requests sent at once are answered in order, each file after its own headers', async (t) => {
   const port = await serveStatic(t)
   const connection = raw(t, port)
-  connection.send(request('/big.bin') + request('/mid.bin', { Range: 'bytes=-1000' }) + request('/notes.txt', { 'If-None-Match': etagOf('notes.txt') }) + request('/image.png'))
+  connection.send(
+    request('/big.bin') +
+      request('/mid.bin', { Range: 'bytes=-1000' }) +
+      request('/notes.txt', { 'If-None-Match': etagOf('notes.txt') }) +
+      request('/image.png'),
+  )
   const [big, mid, notes, image] = [await connection.next(), await connection.next(), await connection.next(), await connection.next()]
   t.is(sha256(big.body), sha256(files['big.bin']))
   t.is(mid.status, 206)
@@ -559,7 +570,10 @@ function selfSigned(): { key: Buffer; cert: Buffer } {
   const dir = fs.mkdtempSync(path.join(base, 'tls-'))
   const keyFile = path.join(dir, 'k')
   const certFile = path.join(dir, 'c')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-subj', '/CN=localhost', '-days', '1'], { stdio: 'ignore', timeout: 30_000 })
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-subj', '/CN=localhost', '-days', '1'], {
+    stdio: 'ignore',
+    timeout: 30_000,
+  })
   return { key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) }
 }
 
@@ -570,7 +584,9 @@ function httpsGet(port: number, target: string, headers: Record<string, string> 
         .get({ host: '127.0.0.1', port, path: target, headers, rejectUnauthorized: false, agent: false }, (response) => {
           const chunks: Buffer[] = []
           response.on('data', (chunk: Buffer) => chunks.push(chunk))
-          response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers as Record<string, string>, body: Buffer.concat(chunks) }))
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, headers: response.headers as Record<string, string>, body: Buffer.concat(chunks) }),
+          )
           response.on('error', reject)
         })
         .on('error', reject)
@@ -644,7 +660,7 @@ test('serveFile options: Cache-Control, validators, Accept-Ranges, Content-Type 
   const typed = await get(port, '/typed')
   t.is(typed.headers['content-type'], 'video/mp4')
   t.is(typed.headers['x-extra'], 'yes')
-  t.is(typed.headers['cache-control'], 'no-store', 'one Cache-Control, the caller\'s, whatever the case of its name')
+  t.is(typed.headers['cache-control'], 'no-store', "one Cache-Control, the caller's, whatever the case of its name")
   t.is((await get(port, '/preset')).headers['content-type'], 'application/x-preset', 'a Content-Type already set is kept')
 })
 
@@ -688,7 +704,15 @@ async function stalledTransfer(t: ExecutionContext, options: { signal?: AbortSig
   await within(new Promise((resolve) => client.once('data', resolve)), 10_000, 'the first bytes')
   client.pause()
   const closed = new Promise<void>((resolve) => client.once('close', () => resolve()))
-  return { file, client, outcome: () => within(outcome, 10_000, 'serveFile'), closed: () => (client.resume(), within(closed, 10_000, 'the client connection closing')) }
+  return {
+    file,
+    client,
+    outcome: () => within(outcome, 10_000, 'serveFile'),
+    closed: () => {
+      client.resume()
+      return within(closed, 10_000, 'the client connection closing')
+    },
+  }
 }
 
 test('aborting the signal mid-body rejects with AbortError and closes the connection', async (t) => {
@@ -913,7 +937,17 @@ test('middleware: hits are served, misses and other methods call next(), mounted
 test('middleware with fallthrough: false answers misses itself', async (t) => {
   let nextCalls = 0
   const statics = createStaticHandler(root, { fallthrough: false })
-  const port = await serve(t, chain((req, res, next) => statics(req, res, () => (nextCalls++, next())), finalHandler))
+  const port = await serve(
+    t,
+    chain(
+      (req, res, next) =>
+        statics(req, res, () => {
+          nextCalls++
+          next()
+        }),
+      finalHandler,
+    ),
+  )
   t.is((await get(port, '/missing.txt')).status, 404)
   t.is((await get(port, '/notes.txt', {}, 'DELETE')).status, 405)
   t.is(nextCalls, 0)
@@ -926,7 +960,11 @@ test('createStaticHandler validates its options up front, with the codes Node gi
     { root: '', code: 'ERR_INVALID_ARG_VALUE' },
     { root: 'a\0b', code: 'ERR_INVALID_ARG_VALUE' },
     { options: 'fast', code: 'ERR_INVALID_ARG_TYPE' },
-    { options: { dotfiles: 'maybe' }, code: 'ERR_INVALID_ARG_VALUE', message: /^The property 'options.dotfiles' must be one of: 'ignore', 'allow', 'deny'\. Received 'maybe'$/ },
+    {
+      options: { dotfiles: 'maybe' },
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /^The property 'options.dotfiles' must be one of: 'ignore', 'allow', 'deny'\. Received 'maybe'$/,
+    },
     { options: { dotfiles: true }, code: 'ERR_INVALID_ARG_VALUE' },
     { options: { index: '../x' }, code: 'ERR_INVALID_ARG_VALUE' },
     { options: { index: '' }, code: 'ERR_INVALID_ARG_VALUE' },
@@ -964,7 +1002,14 @@ function agentGet(agent: http.Agent, port: number, target: string, headers: Reco
         .get({ host: '127.0.0.1', port, path: target, headers, agent }, (response) => {
           const chunks: Buffer[] = []
           response.on('data', (chunk: Buffer) => chunks.push(chunk))
-          response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers as Record<string, string>, body: Buffer.concat(chunks), socket: response.socket }))
+          response.on('end', () =>
+            resolve({
+              status: response.statusCode ?? 0,
+              headers: response.headers as Record<string, string>,
+              body: Buffer.concat(chunks),
+              socket: response.socket,
+            }),
+          )
           response.on('error', reject)
         })
         .on('error', reject)
@@ -1145,7 +1190,8 @@ test('HTTP/2 compatibility API: the statuses, headers and exact bytes of HTTP/1,
     client.destroy()
     server.close()
   })
-  const request = (target: string, headers: http2.OutgoingHttpHeaders = {}, method = 'GET') => http2Request(client, { ':path': target, ':method': method, ...headers })
+  const request = (target: string, headers: http2.OutgoingHttpHeaders = {}, method = 'GET') =>
+    http2Request(client, { ':path': target, ':method': method, ...headers })
 
   const whole = await request('/video.bin')
   t.is(whole.status, 200)
@@ -1308,7 +1354,7 @@ test('25 pipelined requests on one connection: answered in order with exact byte
   const warnings = captureWarnings(t)
   const dir = tempDir(t)
   const bodies = Array.from({ length: 25 }, (_, index) => pattern(1000 + index * 37, 100 + index))
-  bodies.forEach((body, index) => fs.writeFileSync(path.join(dir, `${index}.bin`), body))
+  for (const [index, body] of bodies.entries()) fs.writeFileSync(path.join(dir, `${index}.bin`), body)
   const port = await serve(t, createStaticHandler(dir))
   const connection = raw(t, port)
   connection.send(bodies.map((_, index) => request(`/${index}.bin`)).join(''))
@@ -1319,10 +1365,7 @@ test('25 pipelined requests on one connection: answered in order with exact byte
   }
   t.is(connection.leftover, 0)
   await tick() // process warnings are emitted on a later tick
-  t.deepEqual(
-    warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning').map(String),
-    [],
-  )
+  t.deepEqual(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning').map(String), [])
 })
 
 test('dotfiles are judged on the real path too: a symlink to a dotfile or into a dot-directory is ignored, denied or allowed like the dotfile', async (t) => {

@@ -116,7 +116,12 @@ export async function useEverything(socket: net.Socket, handle: fs.promises.File
 
 test('the packed package installs in a fresh project and works through require, import and tsc, zero-copy', async (t) => {
   const { main, platform, work } = await packAll(t)
-  const dir = await consumerProject(work, 'consumer-native', [main, platform], [`typescript@${versionOf('typescript')}`, `@types/node@${versionOf('@types/node')}`])
+  const dir = await consumerProject(
+    work,
+    'consumer-native',
+    [main, platform],
+    [`typescript@${versionOf('typescript')}`, `@types/node@${versionOf('@types/node')}`],
+  )
   t.false(fs.readFileSync(path.join(dir, 'package.json'), 'utf8').includes(root), 'no path back to the repository')
   t.false(fs.lstatSync(path.join(dir, 'node_modules', '@zerocopy', 'sendfile')).isSymbolicLink())
 
@@ -135,14 +140,19 @@ test('the packed package installs in a fresh project and works through require, 
   // Every ts block of the README, as a CommonJS (.ts) and an ES module (.mts), as a user would copy it.
   const blocks = [...fs.readFileSync(path.join(root, 'README.md'), 'utf8').matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((match) => match[1])
   t.true(blocks.length >= 8, 'the README has its examples')
-  const readmeFiles = blocks.flatMap((block, index) => ['ts', 'mts'].map((extension) => {
-    const file = `readme-${index + 1}.${extension}`
-    fs.writeFileSync(path.join(dir, file), block)
-    return file
-  }))
+  const readmeFiles = blocks.flatMap((block, index) =>
+    ['ts', 'mts'].map((extension) => {
+      const file = `readme-${index + 1}.${extension}`
+      fs.writeFileSync(path.join(dir, file), block)
+      return file
+    }),
+  )
   for (const files of [['consumer.ts', 'consumer.mts'], readmeFiles]) {
     const args = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--target', 'es2022', ...files]
-    const compiled = await run(process.execPath, [tsc, ...args], { cwd: dir, timeout: 120_000 }).then(() => '', (error: { stdout?: string }) => error.stdout ?? String(error))
+    const compiled = await run(process.execPath, [tsc, ...args], { cwd: dir, timeout: 120_000 }).then(
+      () => '',
+      (error: { stdout?: string }) => error.stdout ?? String(error),
+    )
     t.is(compiled, '', `tsc ${args.join(' ')}`)
   }
 })
@@ -158,7 +168,7 @@ test('without the platform package the installed package still works through the
   // nativeError names the package that carries the binary and the command that installs it.
   const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }
   const message = (await run(process.execPath, ['-p', "require('@zerocopy/sendfile').nativeError.message"], { cwd: dir, timeout: 30_000 })).stdout
-  t.true(new RegExp(`npm install @zerocopy/sendfile-${process.platform}-${process.arch}(-gnu|-musl)?@${version.replace(/\./g, "\\.")}`).test(message), message)
+  t.true(new RegExp(`npm install @zerocopy/sendfile-${process.platform}-${process.arch}(-gnu|-musl)?@${version.replace(/\./g, '\\.')}`).test(message), message)
 })
 
 test('the installed package has a zerocopy command that npx runs: --version and a zero-copy copy', async (t) => {

@@ -47,21 +47,29 @@ linuxTest.serial('1000 transfers whose peers reset mid-transfer all reject with 
   const { port } = server.address() as net.AddressInfo
   for (let batch = 0; batch < 10; batch++) {
     await Promise.all(
-      Array.from({ length: 100 }, () => new Promise<void>((resolve) => {
-        const client = net.connect(port, '127.0.0.1')
-        client.on('error', () => {})
-        // The first bytes prove the transfer is under way; then the peer drops with an RST.
-        client.once('data', () => {
-          client.resetAndDestroy()
-          resolve()
-        })
-      })),
+      Array.from(
+        { length: 100 },
+        () =>
+          new Promise<void>((resolve) => {
+            const client = net.connect(port, '127.0.0.1')
+            client.on('error', () => {})
+            // The first bytes prove the transfer is under way; then the peer drops with an RST.
+            client.once('data', () => {
+              client.resetAndDestroy()
+              resolve()
+            })
+          }),
+      ),
     )
   }
   while (outcomes.length < 1000 || outcomes.some((outcome) => outcome.value === undefined && outcome.error === undefined)) await tick(20)
   server.close()
   const codes = new Set(outcomes.map((outcome) => outcome.error?.code ?? `resolved ${outcome.value}`))
-  t.deepEqual([...codes].filter((code) => code !== 'ECONNRESET' && code !== 'EPIPE'), [], `codes seen: ${[...codes]}`)
+  t.deepEqual(
+    [...codes].filter((code) => code !== 'ECONNRESET' && code !== 'EPIPE'),
+    [],
+    `codes seen: ${[...codes]}`,
+  )
   t.true((await fdsSettle(baseline)) <= baseline, 'no descriptor leaked')
   t.deepEqual(unexpected, [])
 })
@@ -163,14 +171,18 @@ linuxTest.serial('an abort storm: 1000 transfers aborted at random moments all r
   for (let batch = 0; batch < 10; batch++) {
     senders.push(
       ...(await Promise.all(
-        Array.from({ length: 100 }, () => new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect(path.join(dir, 'storm.sock'), () => resolve(socket)).once('error', reject)
-        })),
+        Array.from(
+          { length: 100 },
+          () =>
+            new Promise<net.Socket>((resolve, reject) => {
+              const socket = net.connect(path.join(dir, 'storm.sock'), () => resolve(socket)).once('error', reject)
+            }),
+        ),
       )),
     )
   }
   let seed = 7
-  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32)
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32
   const signals: AbortSignal[] = []
   const results = senders.map((socket, index) => {
     const controller = new AbortController()
@@ -183,9 +195,11 @@ linuxTest.serial('an abort storm: 1000 transfers aborted at random moments all r
   const outcomes = await Promise.all(results)
   const names = new Set(outcomes.map(({ error, value }) => (error ? `${error.name}/${error.code}` : `resolved ${value}`)))
   t.deepEqual([...names], ['AbortError/ABORT_ERR'])
-  t.true(signals.every((signal) => getEventListeners(signal, 'abort').length === 0), 'no abort listener left')
-  senders.forEach((socket) => socket.destroy())
-  peers.forEach((socket) => socket.destroy())
+  t.true(
+    signals.every((signal) => getEventListeners(signal, 'abort').length === 0),
+    'no abort listener left',
+  )
+  for (const socket of [...senders, ...peers]) socket.destroy()
   server.close()
   t.true((await fdsSettle(baseline)) <= baseline, 'no descriptor leaked')
   t.deepEqual(unexpected, [])
@@ -195,7 +209,11 @@ test.serial('100,000 sendFile calls queued on one socket and aborted leave the s
   const dir = tempDir(t)
   const file = writeFixture(dir, 'queued.bin', pattern(64 * 1024, 67))
   // In a child process: a regression here is a stack overflow, which would kill the runner.
-  const { stdout } = await util.promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(__dirname, 'children', 'queued-aborts.ts'), '100000', file], { timeout: 120_000 })
+  const { stdout } = await util.promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', path.join(__dirname, 'children', 'queued-aborts.ts'), '100000', file],
+    { timeout: 120_000 },
+  )
   // Every call rejected, and the peer got the 8 MiB written before them and the write after, nothing else.
   t.deepEqual(JSON.parse(stdout), { aborted: 100_000, other: 0, received: 8 * MiB + 'after'.length })
 })
@@ -241,11 +259,24 @@ test.serial('fuzzed arguments to every public function produce only documented e
   // Fds are drawn only from ours and from numbers that are surely not open: a random small
   // number could be the test runner's own IPC channel, and a closed one may be reused.
   const fd = fc.oneof(fc.constantFrom(sourceFd, sinkFd, 2 ** 31 - 1, 99_999, 77_777), fc.integer({ min: -5, max: -1 }))
-  const position = fc.oneof(fc.constant(undefined), fc.constant(null), fc.integer({ min: -3, max: 20_000 }), fc.double(), fc.constantFrom(2 ** 53, Number.MAX_SAFE_INTEGER, -0, Infinity, NaN), fc.string(), fc.bigInt())
+  const position = fc.oneof(
+    fc.constant(undefined),
+    fc.constant(null),
+    fc.integer({ min: -3, max: 20_000 }),
+    fc.double(),
+    fc.constantFrom(2 ** 53, Number.MAX_SAFE_INTEGER, -0, Infinity, NaN),
+    fc.string(),
+    fc.bigInt(),
+  )
   // A number in a source, target or destination slot is an fd: only the curated ones may be
   // integers there (5 could be the runner's IPC pipe, and reading it would hang the test).
   const couldBeAnOpenFd = (value: unknown) => typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < 2 ** 31
-  const junk = fc.oneof(fd, position.filter((value) => !couldBeAnOpenFd(value)), fc.anything().filter((value) => !couldBeAnOpenFd(value)), fc.constantFrom(file, sinkPath, path.join(dir, 'missing'), dir, new URL(`file://${file}`), new URL('http://example.invalid/')))
+  const junk = fc.oneof(
+    fd,
+    position.filter((value) => !couldBeAnOpenFd(value)),
+    fc.anything().filter((value) => !couldBeAnOpenFd(value)),
+    fc.constantFrom(file, sinkPath, path.join(dir, 'missing'), dir, new URL(`file://${file}`), new URL('http://example.invalid/')),
+  )
   const options = fc.oneof(
     fc.constant(undefined),
     fc.anything(),
@@ -256,7 +287,10 @@ test.serial('fuzzed arguments to every public function produce only documented e
         destinationOffset: position,
         mode: fc.oneof(fc.integer({ min: -1, max: 9 }), fc.anything()),
         fallback: fc.oneof(fc.boolean(), fc.anything()),
-        onProgress: fc.oneof(fc.constant(() => {}), fc.anything()),
+        onProgress: fc.oneof(
+          fc.constant(() => {}),
+          fc.anything(),
+        ),
         signal: fc.oneof(fc.constant(AbortSignal.abort()), fc.constant(new AbortController().signal), fc.anything()),
       },
       { requiredKeys: [] },
@@ -288,7 +322,11 @@ test.serial('fuzzed arguments to every public function produce only documented e
   )
   await fc.assert(
     fc.asyncProperty(fc.oneof(fc.constant(sender), fc.constant(sinkFd), junk), junk, options, async (target, source, opts) => {
-      await expectDocumented('sendFile', () => (sendFile as (...args: unknown[]) => Promise<number>)(target, source, opts), [target === sender ? 'the socket' : target, source, opts])
+      await expectDocumented('sendFile', () => (sendFile as (...args: unknown[]) => Promise<number>)(target, source, opts), [
+        target === sender ? 'the socket' : target,
+        source,
+        opts,
+      ])
     }),
     { numRuns: 300 },
   )

@@ -10,7 +10,22 @@ import * as tls from 'node:tls'
 import { pathToFileURL } from 'node:url'
 
 import { sendFile, socketFd, type SendFileOptions, type TransferReport } from '..'
-import { byteAtPosition, collect, collectHash, linuxTest, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, unixPair, writeFixture, type SocketPair } from './helpers'
+import {
+  byteAtPosition,
+  collect,
+  collectHash,
+  linuxTest,
+  openFdCount,
+  openForTest,
+  pattern,
+  sha256,
+  tcpPair,
+  tempDir,
+  tick,
+  unixPair,
+  writeFixture,
+  type SocketPair,
+} from './helpers'
 import {
   MiB,
   captureReports,
@@ -99,100 +114,109 @@ function claimFdNumber(t: ExecutionContext, dir: string, wanted: number): number
 // Serial tests first (ava runs them before the concurrent ones): they count or reuse this process's fds.
 
 for (const transport of transports) {
-  linuxTest.serial(`destroying the socket during a stalled transfer over ${transport.name} rejects ERR_STREAM_DESTROYED, and a file that reuses its fd number receives nothing`, async (t) => {
-    const dir = tempDir(t)
-    const big = sparseFile(dir, 'big', STALL_SIZE)
-    const { sender, receiver } = await transport.pair(t, dir)
-    const errors = recordErrors(t, sender)
-    receiver.on('error', () => {})
-    const oldFd = socketFd(sender)
-    t.true(oldFd >= 0)
+  linuxTest.serial(
+    `destroying the socket during a stalled transfer over ${transport.name} rejects ERR_STREAM_DESTROYED, and a file that reuses its fd number receives nothing`,
+    async (t) => {
+      const dir = tempDir(t)
+      const big = sparseFile(dir, 'big', STALL_SIZE)
+      const { sender, receiver } = await transport.pair(t, dir)
+      const errors = recordErrors(t, sender)
+      receiver.on('error', () => {})
+      const oldFd = socketFd(sender)
+      t.true(oldFd >= 0)
 
-    const sending = callSendFile(t, sender, big)
-    await tick(100)
-    t.true(await isPending(sending), 'the transfer is stalled on the paused peer')
-    sender.destroy()
+      const sending = callSendFile(t, sender, big)
+      await tick(100)
+      t.true(await isPending(sending), 'the transfer is stalled on the paused peer')
+      sender.destroy()
 
-    const reused = claimFdNumber(t, dir, oldFd)
-    t.is(reused, oldFd, 'a new file got the destroyed socket’s fd number')
+      const reused = claimFdNumber(t, dir, oldFd)
+      t.is(reused, oldFd, 'a new file got the destroyed socket’s fd number')
 
-    const error = await within(rejectionOf(sending), BOUND, 'sendFile after destroy')
-    t.is(error.code, 'ERR_STREAM_DESTROYED')
-    await tick(100) // the old transfer, were it still running, would have written by now
-    t.is(fs.fstatSync(reused).size, 0, 'no byte of the old transfer reached the file that reuses the fd number')
-    t.deepEqual(fdsOpenOn(big), [], 'the source path was closed')
-    t.deepEqual(errors, [], 'no error event on the destroyed socket')
-  })
+      const error = await within(rejectionOf(sending), BOUND, 'sendFile after destroy')
+      t.is(error.code, 'ERR_STREAM_DESTROYED')
+      await tick(100) // the old transfer, were it still running, would have written by now
+      t.is(fs.fstatSync(reused).size, 0, 'no byte of the old transfer reached the file that reuses the fd number')
+      t.deepEqual(fdsOpenOn(big), [], 'the source path was closed')
+      t.deepEqual(errors, [], 'no error event on the destroyed socket')
+    },
+  )
 
-  linuxTest.serial(`destroying the socket during a stalled transfer over ${transport.name} sends nothing to a new socket that reuses its fd number`, async (t) => {
-    const dir = tempDir(t)
-    const big = sparseFile(dir, 'big', STALL_SIZE)
-    // The socket that will reuse the fd number connects to this server; everything it carries is collected.
-    const freshPath = path.join(dir, 'fresh.sock')
-    const server = net.createServer()
-    await new Promise<void>((resolve) => server.listen({ path: freshPath }, resolve))
-    t.teardown(() => {
-      server.close()
-    })
-    const freshReceived = new Promise<Buffer>((resolve) => server.once('connection', (socket) => resolve(collect(socket))))
+  linuxTest.serial(
+    `destroying the socket during a stalled transfer over ${transport.name} sends nothing to a new socket that reuses its fd number`,
+    async (t) => {
+      const dir = tempDir(t)
+      const big = sparseFile(dir, 'big', STALL_SIZE)
+      // The socket that will reuse the fd number connects to this server; everything it carries is collected.
+      const freshPath = path.join(dir, 'fresh.sock')
+      const server = net.createServer()
+      await new Promise<void>((resolve) => server.listen({ path: freshPath }, resolve))
+      t.teardown(() => {
+        server.close()
+      })
+      const freshReceived = new Promise<Buffer>((resolve) => server.once('connection', (socket) => resolve(collect(socket))))
 
-    const { sender, receiver } = await transport.pair(t, dir)
-    recordErrors(t, sender)
-    receiver.on('error', () => {})
-    const oldFd = socketFd(sender)
-    const sending = callSendFile(t, sender, big)
-    await tick(100)
-    t.true(await isPending(sending), 'the transfer is stalled on the paused peer')
-    sender.destroy()
+      const { sender, receiver } = await transport.pair(t, dir)
+      recordErrors(t, sender)
+      receiver.on('error', () => {})
+      const oldFd = socketFd(sender)
+      const sending = callSendFile(t, sender, big)
+      await tick(100)
+      t.true(await isPending(sending), 'the transfer is stalled on the paused peer')
+      sender.destroy()
 
-    // Fill any lower hole, then free the slot again so that the new socket takes exactly that number.
-    const claimed = claimFdNumber(t, dir, oldFd)
-    t.is(claimed, oldFd)
-    fs.closeSync(claimed)
-    const fresh = net.connect({ path: freshPath })
-    t.teardown(() => {
-      fresh.destroy()
-    })
-    t.is(socketFd(fresh), oldFd, 'the new socket got the destroyed socket’s fd number')
+      // Fill any lower hole, then free the slot again so that the new socket takes exactly that number.
+      const claimed = claimFdNumber(t, dir, oldFd)
+      t.is(claimed, oldFd)
+      fs.closeSync(claimed)
+      const fresh = net.connect({ path: freshPath })
+      t.teardown(() => {
+        fresh.destroy()
+      })
+      t.is(socketFd(fresh), oldFd, 'the new socket got the destroyed socket’s fd number')
 
-    const error = await within(rejectionOf(sending), BOUND, 'sendFile after destroy')
-    t.is(error.code, 'ERR_STREAM_DESTROYED')
-    await within(new Promise((resolve) => (fresh.connecting ? fresh.once('connect', resolve) : resolve(undefined))), BOUND, 'the new connection')
-    await tick(100)
-    fresh.end()
-    const received = await within(freshReceived, BOUND, 'the new socket’s peer')
-    t.is(received.length, 0, 'the new socket carried no byte of the old transfer')
-  })
+      const error = await within(rejectionOf(sending), BOUND, 'sendFile after destroy')
+      t.is(error.code, 'ERR_STREAM_DESTROYED')
+      await within(new Promise((resolve) => (fresh.connecting ? fresh.once('connect', resolve) : resolve(undefined))), BOUND, 'the new connection')
+      await tick(100)
+      fresh.end()
+      const received = await within(freshReceived, BOUND, 'the new socket’s peer')
+      t.is(received.length, 0, 'the new socket carried no byte of the old transfer')
+    },
+  )
 
-  linuxTest.serial(`aborting a stalled transfer over ${transport.name} rejects promptly with AbortError and leaves fds and abort listeners at baseline`, async (t) => {
-    const dir = tempDir(t)
-    const big = sparseFile(dir, 'big', STALL_SIZE)
-    const small = writeFixture(dir, 'small', data(4096, 3))
-    const { sender, receiver } = await transport.pair(t, dir)
-    const errors = recordErrors(t, sender)
-    // Warm up (the native runtime opens its own fds once), then take the baseline.
-    const warmReceived = collectHash(receiver)
-    t.is(await sendFile(sender, small), 4096)
-    receiver.pause()
-    await tick(20)
-    const baseline = openFdCount()
+  linuxTest.serial(
+    `aborting a stalled transfer over ${transport.name} rejects promptly with AbortError and leaves fds and abort listeners at baseline`,
+    async (t) => {
+      const dir = tempDir(t)
+      const big = sparseFile(dir, 'big', STALL_SIZE)
+      const small = writeFixture(dir, 'small', data(4096, 3))
+      const { sender, receiver } = await transport.pair(t, dir)
+      const errors = recordErrors(t, sender)
+      // Warm up (the native runtime opens its own fds once), then take the baseline.
+      const warmReceived = collectHash(receiver)
+      t.is(await sendFile(sender, small), 4096)
+      receiver.pause()
+      await tick(20)
+      const baseline = openFdCount()
 
-    const controller = new AbortController()
-    const sending = callSendFile(t, sender, big, { signal: controller.signal })
-    await tick(100)
-    t.true(await isPending(sending), 'the transfer is stalled on the paused peer')
-    t.true(fdsOpenOn(big).length >= 1, 'the source is open while the transfer runs (the native side holds its own duplicate)')
-    controller.abort(new Error('enough'))
+      const controller = new AbortController()
+      const sending = callSendFile(t, sender, big, { signal: controller.signal })
+      await tick(100)
+      t.true(await isPending(sending), 'the transfer is stalled on the paused peer')
+      t.true(fdsOpenOn(big).length >= 1, 'the source is open while the transfer runs (the native side holds its own duplicate)')
+      controller.abort(new Error('enough'))
 
-    const error = await within(rejectionOf(sending), BOUND, 'sendFile after abort')
-    t.is(error.name, 'AbortError')
-    t.is(error.code, 'ABORT_ERR')
-    t.is(getEventListeners(controller.signal, 'abort').length, 0, 'no abort listener left on the signal')
-    t.is(openFdCount(), baseline, 'every fd the transfer opened or duplicated is closed')
-    t.deepEqual(fdsOpenOn(big), [])
-    t.deepEqual(errors, [])
-    void warmReceived
-  })
+      const error = await within(rejectionOf(sending), BOUND, 'sendFile after abort')
+      t.is(error.name, 'AbortError')
+      t.is(error.code, 'ABORT_ERR')
+      t.is(getEventListeners(controller.signal, 'abort').length, 0, 'no abort listener left on the signal')
+      t.is(openFdCount(), baseline, 'every fd the transfer opened or duplicated is closed')
+      t.deepEqual(fdsOpenOn(big), [])
+      t.deepEqual(errors, [])
+      void warmReceived
+    },
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,7 +605,11 @@ linuxTest('an already aborted signal rejects with AbortError and the file is nev
   const controller = new AbortController()
   controller.abort()
   const expected = { name: 'AbortError', code: 'ABORT_ERR' }
-  await t.throwsAsync(callSendFile(t, sender, missing, { signal: controller.signal }), expected, 'a missing path: AbortError, not ENOENT, so it was never opened')
+  await t.throwsAsync(
+    callSendFile(t, sender, missing, { signal: controller.signal }),
+    expected,
+    'a missing path: AbortError, not ENOENT, so it was never opened',
+  )
   await t.throwsAsync(callSendFile(t, sender, file, { signal: controller.signal }), expected)
   await t.throwsAsync(callSendFile(t, socketFd(sender), missing, { signal: controller.signal }), expected, 'fd target')
   await t.throwsAsync(callSendFile(t, sender, '/dev/zero', { signal: controller.signal, length: 10 }), expected, 'fallback source')
@@ -672,10 +700,16 @@ for (const transport of transports) {
     t.is(await callSendFile(t, sender, file, { onProgress: (bytes: number, total: number) => whole.push([bytes, total]) }), contents.length)
     checkProgress(t, whole, contents.length, contents.length, 'whole file')
     const range: Array<[number, number]> = []
-    t.is(await callSendFile(t, sender, file, { offset: MiB + 1, length: 5 * MiB, onProgress: (bytes: number, total: number) => range.push([bytes, total]) }), 5 * MiB)
+    t.is(
+      await callSendFile(t, sender, file, { offset: MiB + 1, length: 5 * MiB, onProgress: (bytes: number, total: number) => range.push([bytes, total]) }),
+      5 * MiB,
+    )
     checkProgress(t, range, 5 * MiB, 5 * MiB, 'offset and length')
     const pastEnd: Array<[number, number]> = []
-    t.is(await callSendFile(t, sender, file, { offset: 12 * MiB, length: 4 * MiB, onProgress: (bytes: number, total: number) => pastEnd.push([bytes, total]) }), MiB + 123)
+    t.is(
+      await callSendFile(t, sender, file, { offset: 12 * MiB, length: 4 * MiB, onProgress: (bytes: number, total: number) => pastEnd.push([bytes, total]) }),
+      MiB + 123,
+    )
     checkProgress(t, pastEnd, MiB + 123, MiB + 123, 'length past the end: total is what remains')
     sender.end()
     const expected = Buffer.concat([contents, contents.subarray(MiB + 1, 6 * MiB + 1), contents.subarray(12 * MiB)])
@@ -701,31 +735,34 @@ linuxTest('onProgress on a stalled transfer reports what went out so far, then t
 
 // Serial, so that it runs alone: the race it looks for (a partial send followed by a full one, without EAGAIN in
 // between) depends on timing. A correct implementation never fails it; a faulty one fails it often, not always.
-linuxTest.serial('onProgress never lets 2 MiB go by without a report, even when the socket takes partial chunks (60 transfers of 64 MiB over TCP)', async (t) => {
-  const dir = tempDir(t)
-  const big = sparseFile(dir, 'big', STALL_SIZE)
-  const gaps: string[] = []
-  for (let round = 0; round < 60; round++) {
-    const { sender, receiver } = await tcpPair(t)
-    // A reader as fast as possible (it discards), so that the sender often gets partial chunks without EAGAIN.
-    const ended = new Promise((resolve) => receiver.once('end', resolve))
-    receiver.resume()
-    const calls: number[] = []
-    t.is(await within(callSendFile(t, sender, big, { onProgress: (bytes: number) => calls.push(bytes) }), BOUND, 'sendFile'), STALL_SIZE)
-    sender.end()
-    await within(ended, BOUND, 'the peer')
-    t.is(receiver.bytesRead, STALL_SIZE)
-    let previous = 0
-    for (const bytes of calls) {
-      if (bytes - previous > 2 * MiB) gaps.push(`round ${round}: ${previous} -> ${bytes} (${((bytes - previous) / MiB).toFixed(2)} MiB without a report)`)
-      previous = bytes
+linuxTest.serial(
+  'onProgress never lets 2 MiB go by without a report, even when the socket takes partial chunks (60 transfers of 64 MiB over TCP)',
+  async (t) => {
+    const dir = tempDir(t)
+    const big = sparseFile(dir, 'big', STALL_SIZE)
+    const gaps: string[] = []
+    for (let round = 0; round < 60; round++) {
+      const { sender, receiver } = await tcpPair(t)
+      // A reader as fast as possible (it discards), so that the sender often gets partial chunks without EAGAIN.
+      const ended = new Promise((resolve) => receiver.once('end', resolve))
+      receiver.resume()
+      const calls: number[] = []
+      t.is(await within(callSendFile(t, sender, big, { onProgress: (bytes: number) => calls.push(bytes) }), BOUND, 'sendFile'), STALL_SIZE)
+      sender.end()
+      await within(ended, BOUND, 'the peer')
+      t.is(receiver.bytesRead, STALL_SIZE)
+      let previous = 0
+      for (const bytes of calls) {
+        if (bytes - previous > 2 * MiB) gaps.push(`round ${round}: ${previous} -> ${bytes} (${((bytes - previous) / MiB).toFixed(2)} MiB without a report)`)
+        previous = bytes
+      }
+      t.is(previous, STALL_SIZE)
+      sender.destroy()
+      receiver.destroy()
     }
-    t.is(previous, STALL_SIZE)
-    sender.destroy()
-    receiver.destroy()
-  }
-  t.deepEqual(gaps, [], 'every 2 MiB chunk gets a progress report')
-})
+    t.deepEqual(gaps, [], 'every 2 MiB chunk gets a progress report')
+  },
+)
 
 test('onProgress to a regular file fd and through the TLS fallback reports at least once per 2 MiB, ending at the total', async (t) => {
   const dir = tempDir(t)
@@ -753,7 +790,10 @@ linuxTest('onProgress total is -1 for sources of unknown size: a FIFO and /proc 
   const { sender, receiver } = await unixPair(t, dir)
   const received = collect(receiver)
   const fromFifo: Array<[number, number]> = []
-  t.is(await within(callSendFile(t, sender, fifo, { onProgress: (bytes: number, total: number) => fromFifo.push([bytes, total]) }), BOUND, 'sendFile from a FIFO'), payload.length)
+  t.is(
+    await within(callSendFile(t, sender, fifo, { onProgress: (bytes: number, total: number) => fromFifo.push([bytes, total]) }), BOUND, 'sendFile from a FIFO'),
+    payload.length,
+  )
   checkProgress(t, fromFifo, payload.length, -1, 'FIFO')
 
   const cmdline = fs.readFileSync('/proc/self/cmdline')
@@ -792,7 +832,11 @@ linuxTest('a throwing onProgress rejects sendFile with that very error, zero-cop
   const tls = await tlsPair(t)
   collectHash(tls.receiver).catch(() => {})
   t.is(await rejectionOf(callSendFile(t, tls.sender, file, { onProgress: throwing })), boom, 'TLS stream fallback')
-  t.is(await rejectionOf(callSendFile(t, tcp.sender, '/dev/zero', { length: 3 * MiB, onProgress: throwingLater })), boom, 'stream fallback, a later call throws')
+  t.is(
+    await rejectionOf(callSendFile(t, tcp.sender, '/dev/zero', { length: 3 * MiB, onProgress: throwingLater })),
+    boom,
+    'stream fallback, a later call throws',
+  )
   t.deepEqual(fdsOpenOn(file), [])
 })
 
@@ -1146,7 +1190,11 @@ linuxTest('a FIFO source streams to a raw socket fd target', async (t) => {
 // Sizes × ranges.
 
 const SIZES = [1, 42, 1025, 4097, 32769]
-const matrixTargets: Array<{ name: string; pair: (t: ExecutionContext, dir: string) => Promise<SocketPair>; target: (pair: SocketPair) => net.Socket | number }> = [
+const matrixTargets: Array<{
+  name: string
+  pair: (t: ExecutionContext, dir: string) => Promise<SocketPair>
+  target: (pair: SocketPair) => net.Socket | number
+}> = [
   { name: 'TCP', pair: (t) => tcpPair(t), target: (pair) => pair.sender },
   { name: 'a Unix socket', pair: unixPair, target: (pair) => pair.sender },
   { name: 'a raw Unix socket fd', pair: unixPair, target: (pair) => socketFd(pair.sender) },
@@ -1193,7 +1241,10 @@ for (const transport of matrixTargets) {
 
 /** The open flags of one of this process's fds, as the kernel reports them. */
 function fdFlags(fd: number): number {
-  const line = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').find((entry) => entry.startsWith('flags:'))
+  const line = fs
+    .readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')
+    .split('\n')
+    .find((entry) => entry.startsWith('flags:'))
   return Number.parseInt((line ?? '').slice('flags:'.length).trim(), 8)
 }
 
@@ -1251,12 +1302,14 @@ test('sendFile(res.socket) after res.writeHead() sends the held header first, th
   for (let request = 0; request < 2; request++) {
     const { status, body } = await within(
       new Promise<{ status: number | undefined; body: Buffer }>((resolve, reject) => {
-        http.get({ port, host: '127.0.0.1', agent }, (res) => {
-          const chunks: Buffer[] = []
-          res.on('data', (chunk: Buffer) => chunks.push(chunk))
-          res.once('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }))
-          res.once('error', reject)
-        }).once('error', reject)
+        http
+          .get({ port, host: '127.0.0.1', agent }, (res) => {
+            const chunks: Buffer[] = []
+            res.on('data', (chunk: Buffer) => chunks.push(chunk))
+            res.once('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }))
+            res.once('error', reject)
+          })
+          .once('error', reject)
       }),
       10_000,
       'the response',

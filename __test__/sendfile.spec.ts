@@ -4,7 +4,23 @@ import * as net from 'node:net'
 import * as path from 'node:path'
 
 import { sendfile, sendfileSync, socketFd } from '..'
-import { byteAtPosition, collect, collectHash, errno, linuxTest, openFdCount, openForTest, pattern, sha256, tcpPair, tempDir, tick, unixPair, writeFixture, type SocketPair } from './helpers'
+import {
+  byteAtPosition,
+  collect,
+  collectHash,
+  errno,
+  linuxTest,
+  openFdCount,
+  openForTest,
+  pattern,
+  sha256,
+  tcpPair,
+  tempDir,
+  tick,
+  unixPair,
+  writeFixture,
+  type SocketPair,
+} from './helpers'
 import { MiB, eventually, fdsOpenOn, isPending, rejectionOf, sparseFile, within } from './socket-fixtures'
 
 interface Sender {
@@ -264,7 +280,10 @@ test('writing to a socket whose peer is gone fails with EPIPE or ECONNRESET', as
   const dir = tempDir(t)
   const fd = openForTest(t, writeFixture(dir, 'source', pattern(4 * MiB)))
   for (const form of ['sync', 'async'] as const) {
-    for (const [transport, pair] of [['TCP', tcpPair(t)], ['Unix', unixPair(t, dir)]] as const) {
+    for (const [transport, pair] of [
+      ['TCP', tcpPair(t)],
+      ['Unix', unixPair(t, dir)],
+    ] as const) {
       const { sender: socket, receiver } = await pair
       // Paused, Node does not read the reset and so does not close the fd under us.
       socket.pause()
@@ -289,7 +308,13 @@ test('writing to a socket whose peer is gone fails with EPIPE or ECONNRESET', as
 })
 
 test('bad arguments are reported as Node reports them, and the async form rejects instead of throwing', async (t) => {
-  const typeErrors: unknown[][] = [['1', 0], [1, '0'], [1, 0, '0'], [1, 0, 0, null], [1, 0, 0, 10n]]
+  const typeErrors: unknown[][] = [
+    ['1', 0],
+    [1, '0'],
+    [1, 0, '0'],
+    [1, 0, 0, null],
+    [1, 0, 0, 10n],
+  ]
   for (const args of typeErrors) {
     const call = sendfileSync as (...args: unknown[]) => number
     const callAsync = sendfile as (...args: unknown[]) => Promise<number>
@@ -301,7 +326,19 @@ test('bad arguments are reported as Node reports them, and the async form reject
     await t.throwsAsync(promise!, { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' })
   }
   // Not integers (a fraction, NaN, Infinity) are RangeErrors too, as Node's own validateInteger answers.
-  const rangeErrors: unknown[][] = [[-1, 0], [1, 2 ** 31], [1, 0, -1], [1, 0, 2 ** 53], [1, 0, 0, -5], [1, 0, 0, Number.MAX_SAFE_INTEGER + 1], [Infinity, 0], [1.5, 0], [1, 0, 1.5], [1, 0, 0, 2.5], [NaN, 0]]
+  const rangeErrors: unknown[][] = [
+    [-1, 0],
+    [1, 2 ** 31],
+    [1, 0, -1],
+    [1, 0, 2 ** 53],
+    [1, 0, 0, -5],
+    [1, 0, 0, Number.MAX_SAFE_INTEGER + 1],
+    [Infinity, 0],
+    [1.5, 0],
+    [1, 0, 1.5],
+    [1, 0, 0, 2.5],
+    [NaN, 0],
+  ]
   for (const args of rangeErrors) {
     const call = sendfileSync as (...args: unknown[]) => number
     const callAsync = sendfile as (...args: unknown[]) => Promise<number>
@@ -324,22 +361,34 @@ linuxTest.serial('1000 async transfers wait on stalled peers without starving fs
   t.teardown(() => server.close())
 
   const senders: net.Socket[] = []
-  t.teardown(() => senders.forEach((socket) => socket.destroy()))
+  t.teardown(() => {
+    for (const socket of senders) socket.destroy()
+  })
   // In batches, so the listen backlog never overflows (a Unix socket answers EAGAIN then).
   for (let batch = 0; batch < 10; batch++) {
     const connected = await Promise.all(
-      Array.from({ length: 100 }, () => new Promise<net.Socket>((resolve, reject) => {
-        const socket = net.connect(socketPath, () => resolve(socket)).once('error', reject)
-      })),
+      Array.from(
+        { length: 100 },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(socketPath, () => resolve(socket)).once('error', reject)
+          }),
+      ),
     )
     senders.push(...connected)
   }
   while (receivers.length < senders.length) await tick(5)
-  t.teardown(() => receivers.forEach((socket) => socket.destroy()))
+  t.teardown(() => {
+    for (const socket of receivers) socket.destroy()
+  })
 
   const transfers = senders.map((socket) => sendfile(socketFd(socket), fd, 0, 0))
   let finished = 0
-  transfers.forEach((transfer) => transfer.then(() => finished++, () => {}))
+  for (const transfer of transfers)
+    transfer.then(
+      () => finished++,
+      () => {},
+    )
   // Each peer's buffer takes far less than 1 MiB: every transfer is now waiting for writability.
   await tick(100)
   const stat = await fs.promises.stat(file)
@@ -355,9 +404,12 @@ linuxTest.serial('1000 async transfers wait on stalled peers without starving fs
   t.true(sent.every((bytes) => bytes === contents.length))
   // Each transfer held private duplicates of its socket and file: all 2000 are closed by now.
   t.true(openFdCount() <= fdsWhileStalled - 2000, `fds ${fdsWhileStalled} while stalled, ${openFdCount()} after`)
-  senders.forEach((socket) => socket.end())
+  for (const socket of senders) socket.end()
   const hashes = await Promise.all(received)
-  t.true(hashes.every(({ sha256: hash }) => hash === sha256(contents)), 'every peer received the exact file')
+  t.true(
+    hashes.every(({ sha256: hash }) => hash === sha256(contents)),
+    'every peer received the exact file',
+  )
 })
 
 /** A pipe as two raw fds, closed when the test ends (Node has no pipe(2); a FIFO gives the same fds). */
@@ -401,9 +453,15 @@ test('a file sent into itself is refused where the ranges overlap and stops at i
   const file = writeFixture(dir, 'itself', contents)
   const both = openForTest(t, file, 'r+')
   // Read from 0 and written at the same fd's position 0: every byte read is one just written.
-  t.like(t.throws(() => sendfileSync(both, both, 0)), { code: 'EINVAL', syscall: 'sendfile' })
+  t.like(
+    t.throws(() => sendfileSync(both, both, 0)),
+    { code: 'EINVAL', syscall: 'sendfile' },
+  )
   t.like(await t.throwsAsync(sendfile(both, both, 0)), { code: 'EINVAL', syscall: 'sendfile' })
-  t.like(t.throws(() => sendfileSync(both, both, null, 10)), { code: 'EINVAL', syscall: 'sendfile' })
+  t.like(
+    t.throws(() => sendfileSync(both, both, null, 10)),
+    { code: 'EINVAL', syscall: 'sendfile' },
+  )
   t.is(fs.statSync(file).size, contents.length, 'nothing written')
 
   // Written at the end through a second fd: until end of file means the end it started with.

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
-import * as net from 'node:net'
+import type * as net from 'node:net'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
 import type { ExecutionContext } from 'ava'
@@ -11,7 +11,9 @@ export const MiB = 1024 * 1024
 
 function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile(command, args, { timeout: 30_000 }, (error, _stdout, stderr) => (error ? reject(new Error(`${command} failed: ${error.message}\n${stderr}`)) : resolve()))
+    execFile(command, args, { timeout: 30_000 }, (error, _stdout, stderr) =>
+      error ? reject(new Error(`${command} failed: ${error.message}\n${stderr}`)) : resolve(),
+    )
   })
 }
 

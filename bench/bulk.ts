@@ -173,9 +173,27 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
     const cpu = cpuAbove(key, 'c')
     const vsPipeline = speedVs(key, 'pipeline-default')
     targets.push(
-      { what: `${key} throughput vs C loop`, goal: '≥ 0.97×', measured: ratio(vsC, 3), met: vsC >= 0.97, margin: `${fixed(Math.abs(vsC / 0.97 - 1) * 100, 1)}% ${vsC >= 0.97 ? 'above' : 'below'} the goal` },
-      { what: `${key} CPU above C loop`, goal: '≤ +0.100 s', measured: `${cpu >= 0 ? '+' : ''}${fixed(cpu, 3)} s`, met: cpu <= 0.1, margin: `${fixed(Math.abs(0.1 - cpu), 3)} s ${cpu <= 0.1 ? 'to spare' : 'over'}` },
-      { what: `${key} throughput vs default pipeline`, goal: '≥ 3.5×', measured: ratio(vsPipeline), met: vsPipeline >= 3.5, margin: `${fixed(Math.abs(vsPipeline / 3.5 - 1) * 100, 1)}% ${vsPipeline >= 3.5 ? 'above' : 'below'} the goal` },
+      {
+        what: `${key} throughput vs C loop`,
+        goal: '≥ 0.97×',
+        measured: ratio(vsC, 3),
+        met: vsC >= 0.97,
+        margin: `${fixed(Math.abs(vsC / 0.97 - 1) * 100, 1)}% ${vsC >= 0.97 ? 'above' : 'below'} the goal`,
+      },
+      {
+        what: `${key} CPU above C loop`,
+        goal: '≤ +0.100 s',
+        measured: `${cpu >= 0 ? '+' : ''}${fixed(cpu, 3)} s`,
+        met: cpu <= 0.1,
+        margin: `${fixed(Math.abs(0.1 - cpu), 3)} s ${cpu <= 0.1 ? 'to spare' : 'over'}`,
+      },
+      {
+        what: `${key} throughput vs default pipeline`,
+        goal: '≥ 3.5×',
+        measured: ratio(vsPipeline),
+        met: vsPipeline >= 3.5,
+        margin: `${fixed(Math.abs(vsPipeline / 3.5 - 1) * 100, 1)}% ${vsPipeline >= 3.5 ? 'above' : 'below'} the goal`,
+      },
     )
   }
 
@@ -187,11 +205,7 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
       log(`bulk strace -c -f: ${key}`)
       await waitForQuiet(`bulk strace ${key}`, options)
       const rows = await strace(tools, sender, file, size, deadline * 3)
-      traced.push(
-        typeof rows === 'string'
-          ? `${sender.label}: ${rows}`
-          : `${sender.label}:\n\n${straceTable(rows)}`,
-      )
+      traced.push(typeof rows === 'string' ? `${sender.label}: ${rows}` : `${sender.label}:\n\n${straceTable(rows)}`)
     }
     diagnostics = `\n\n\`strace -c -f\` of one extra send each (strace slows the sender; only the counts matter), top syscalls by calls:\n\n${traced.join('\n\n')}`
   }
@@ -199,7 +213,10 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
   const markdown = [
     `${fixed(size / MiB, 0)} MiB file (random data, page cache warm) to one TCP connection on 127.0.0.1; receiver: bench/c/sink.c reading 1 MiB at a time. GB/s = 10^9 bytes per second from the receiver's first byte to its EOF. CPU = the sender process's user+sys over its send, all threads. Medians of ${options.runs} run(s); ratios are taken inside each run, then the median.`,
     '',
-    table(['Sender', 'GB/s', 'runs', 'vs C loop', 'vs default pipeline', 'CPU s', 'CPU − C loop (s)', 'voluntary ctx switches', 'EAGAIN seen by the caller'], rows),
+    table(
+      ['Sender', 'GB/s', 'runs', 'vs C loop', 'vs default pipeline', 'CPU s', 'CPU − C loop (s)', 'voluntary ctx switches', 'EAGAIN seen by the caller'],
+      rows,
+    ),
     '',
     targetTable(targets),
   ].join('\n')

@@ -72,7 +72,15 @@ interface Tools {
   bystander: string
 }
 
-async function measure(tools: Tools, server: Server, file: string, connections: number, size: number, deadline: number, failures: string[]): Promise<Sample | undefined> {
+async function measure(
+  tools: Tools,
+  server: Server,
+  file: string,
+  connections: number,
+  size: number,
+  deadline: number,
+  failures: string[],
+): Promise<Sample | undefined> {
   const child = server.node
     ? new Child(process.execPath, [tools.worker, server.key, file, String(connections), String(deadline)], `server ${server.key}`)
     : new Child(tools.cServer, [file, String(connections), String(deadline)], 'server c')
@@ -90,7 +98,8 @@ async function measure(tools: Tools, server: Server, file: string, connections: 
     const observed = bystander ? await bystander.next(10_000) : served
     const expected = connections * size
     const problems = [
-      number(received, 'ok') !== connections && `${number(received, 'ok')}/${connections} connections complete (wrong ${number(received, 'wrong')}, failed ${number(received, 'failed')})`,
+      number(received, 'ok') !== connections &&
+        `${number(received, 'ok')}/${connections} connections complete (wrong ${number(received, 'wrong')}, failed ${number(received, 'failed')})`,
       number(received, 'bytes') !== expected && `client received ${number(received, 'bytes')} of ${expected} bytes`,
       number(served, 'bytes') !== expected && `server sent ${number(served, 'bytes')} of ${expected} bytes`,
       number(served, 'errors') !== 0 && `server saw ${number(served, 'errors')} errors`,
@@ -127,7 +136,11 @@ async function measure(tools: Tools, server: Server, file: string, connections: 
  */
 async function strace(tools: Tools, server: Server, file: string, connections: number, size: number, deadline: number): Promise<string> {
   const output = tempPath(`strace-server-${server.key}.txt`)
-  const child = new Child('strace', ['-c', '-f', '-o', output, process.execPath, tools.worker, server.key, file, String(connections), String(deadline)], `strace server ${server.key}`)
+  const child = new Child(
+    'strace',
+    ['-c', '-f', '-o', output, process.execPath, tools.worker, server.key, file, String(connections), String(deadline)],
+    `strace server ${server.key}`,
+  )
   const children = [child]
   try {
     return await withChildren(children, async () => {
@@ -151,7 +164,12 @@ export async function runConcurrency(options: BenchOptions): Promise<ScenarioRes
   const connections = options.smoke ? 20 : 1000
   const size = options.smoke ? 256 * KiB : 8 * MiB
   const deadline = options.smoke ? 20 : 120
-  const tools: Tools = { client: compileC('epoll_client'), cServer: compileC('epoll_sendfile_server'), worker: await buildWorker('concurrency-server'), bystander: await buildWorker('bystander') }
+  const tools: Tools = {
+    client: compileC('epoll_client'),
+    cServer: compileC('epoll_sendfile_server'),
+    worker: await buildWorker('concurrency-server'),
+    bystander: await buildWorker('bystander'),
+  }
   const file = ensureFixture(size)
   warm(file)
   const failures: string[] = []
@@ -173,7 +191,8 @@ export async function runConcurrency(options: BenchOptions): Promise<ScenarioRes
   }
 
   const med = (key: string, field: keyof Sample) => median((samples.get(key) ?? []).map((sample) => sample[field]))
-  const wallVsC = (key: string) => median(perRun.flatMap((run) => (run.has(key) && run.has('c') ? [(run.get(key) as Sample).wallS / (run.get('c') as Sample).wallS] : [])))
+  const wallVsC = (key: string) =>
+    median(perRun.flatMap((run) => (run.has(key) && run.has('c') ? [(run.get(key) as Sample).wallS / (run.get('c') as Sample).wallS] : [])))
   const node = (server: Server, value: string) => (server.node ? value : 'n/a (C)')
   // Loop, stat, utilization and CPU-wait figures for the C row come from the idle bystander.
   const seen = (server: Server, value: string) => (server.node ? value : `${value} (bystander)`)
@@ -201,10 +220,34 @@ export async function runConcurrency(options: BenchOptions): Promise<ScenarioRes
   const rss = med('sendFile', 'peakRssMiB')
   const stat = med('sendFile', 'statP99Ms')
   const targets: Target[] = [
-    { what: 'sendFile wall vs C server', goal: '≤ 1.2×', measured: ratio(wall, 3), met: wall <= 1.2, margin: `${fixed(Math.abs(1.2 - wall) / 1.2 * 100, 1)}% ${wall <= 1.2 ? 'under' : 'over'} the limit` },
-    { what: 'sendFile event-loop delay p99', goal: '< 5 ms', measured: `${fixed(loop)} ms`, met: loop < 5, margin: `${fixed(Math.abs(5 - loop))} ms ${loop < 5 ? 'to spare' : 'over'}` },
-    { what: 'sendFile peak RSS', goal: '< 100 MiB', measured: `${fixed(rss, 1)} MiB`, met: rss < 100, margin: `${fixed(Math.abs(100 - rss), 1)} MiB ${rss < 100 ? 'to spare' : 'over'}` },
-    { what: 'sendFile fs.stat p99', goal: '< 10 ms', measured: `${fixed(stat)} ms`, met: stat < 10, margin: `${fixed(Math.abs(10 - stat))} ms ${stat < 10 ? 'to spare' : 'over'}` },
+    {
+      what: 'sendFile wall vs C server',
+      goal: '≤ 1.2×',
+      measured: ratio(wall, 3),
+      met: wall <= 1.2,
+      margin: `${fixed((Math.abs(1.2 - wall) / 1.2) * 100, 1)}% ${wall <= 1.2 ? 'under' : 'over'} the limit`,
+    },
+    {
+      what: 'sendFile event-loop delay p99',
+      goal: '< 5 ms',
+      measured: `${fixed(loop)} ms`,
+      met: loop < 5,
+      margin: `${fixed(Math.abs(5 - loop))} ms ${loop < 5 ? 'to spare' : 'over'}`,
+    },
+    {
+      what: 'sendFile peak RSS',
+      goal: '< 100 MiB',
+      measured: `${fixed(rss, 1)} MiB`,
+      met: rss < 100,
+      margin: `${fixed(Math.abs(100 - rss), 1)} MiB ${rss < 100 ? 'to spare' : 'over'}`,
+    },
+    {
+      what: 'sendFile fs.stat p99',
+      goal: '< 10 ms',
+      measured: `${fixed(stat)} ms`,
+      met: stat < 10,
+      margin: `${fixed(Math.abs(10 - stat))} ms ${stat < 10 ? 'to spare' : 'over'}`,
+    },
   ]
 
   let diagnostics = ''
@@ -222,7 +265,27 @@ export async function runConcurrency(options: BenchOptions): Promise<ScenarioRes
   const markdown = [
     `${connections} connections at once × ${fixed(size / MiB, size < MiB ? 2 : 0)} MiB each (one shared file, page cache warm), read by bench/c/epoll_client.c (one thread, epoll, 256 KiB reads). Wall = the client's first connect() to its last EOF. Inside the Node servers, while clients are connected: event-loop delay (monitorEventLoopDelay, Node's default 10 ms resolution) overall, from the last accept on, and from the last accept to the first finished transfer (the transfers alone, without the burst of 1000 connection handlers at the start or the burst of completions at the end); the latency of an fs.promises.stat issued every 1 ms; event-loop utilization; and how long the main thread was runnable but waiting for a CPU (/proc/<pid>/schedstat), which tells CPU contention from JS blocking the loop. Peak RSS = VmHWM of the server process at the end (idle RSS = the same process before the first connection). Server CPU = user+sys of all its threads from the first accept to the end. The \`socket.end(buffer)\` server does no file I/O at all: it is the floor Node's own net stack sets. For the C server, the loop-delay, fs.stat, utilization and CPU-wait columns come from an idle Node process (bench/workers/bystander.ts) running beside it: what this machine's load does to a Node process that serves nothing. Medians of ${options.runs} run(s); the wall ratio is taken inside each run.`,
     '',
-    table(['Server', 'wall s', 'runs', 'wall vs C', 'GB/s', 'loop delay p99 ms', 'loop delay max ms', 'loop delay p99 after last accept ms', 'loop delay p99 from last accept to first completion ms', 'peak RSS MiB', 'idle RSS MiB', 'fs.stat p99 ms', 'fs.stat samples', 'server CPU s', 'event-loop utilization', 'main thread runnable, waiting for a CPU (ms)'], rows),
+    table(
+      [
+        'Server',
+        'wall s',
+        'runs',
+        'wall vs C',
+        'GB/s',
+        'loop delay p99 ms',
+        'loop delay max ms',
+        'loop delay p99 after last accept ms',
+        'loop delay p99 from last accept to first completion ms',
+        'peak RSS MiB',
+        'idle RSS MiB',
+        'fs.stat p99 ms',
+        'fs.stat samples',
+        'server CPU s',
+        'event-loop utilization',
+        'main thread runnable, waiting for a CPU (ms)',
+      ],
+      rows,
+    ),
     '',
     targetTable(targets),
   ].join('\n')

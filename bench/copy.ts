@@ -104,7 +104,25 @@ function prefault(bytes: number): void {
  */
 async function strace(worker: string, method: Method, source: string, destination: string, deadline: number): Promise<string> {
   const output = tempPath(`strace-copy-${method.key}.txt`)
-  const child = new Child('strace', ['-c', '-w', '-f', '-o', output, '-e', 'trace=copy_file_range,sendfile,ftruncate,close,openat,fchmod', process.execPath, worker, method.key, source, destination, String(deadline)], `strace ${method.key}`)
+  const child = new Child(
+    'strace',
+    [
+      '-c',
+      '-w',
+      '-f',
+      '-o',
+      output,
+      '-e',
+      'trace=copy_file_range,sendfile,ftruncate,close,openat,fchmod',
+      process.execPath,
+      worker,
+      method.key,
+      source,
+      destination,
+      String(deadline),
+    ],
+    `strace ${method.key}`,
+  )
   try {
     return await withChildren([child], async () => {
       await child.next(deadline * 1000)
@@ -171,7 +189,8 @@ export async function runCopy(options: BenchOptions): Promise<ScenarioResult> {
         await waitForQuiet(`copy 64 KiB ${method.key}`, options)
         try {
           const seconds = await timedCopy(worker, method, smallSource, destination, deadline, smallRepeat)
-          if (fs.statSync(destination).size !== 64 * KiB || sha256File(destination) !== sha256File(smallSource)) throw new Error('the copy differs from its source')
+          if (fs.statSync(destination).size !== 64 * KiB || sha256File(destination) !== sha256File(smallSource))
+            throw new Error('the copy differs from its source')
           small.get(method.key)?.push(seconds)
         } catch (error) {
           failures.push(`copy 64 KiB ${method.key}: ${(error as Error).message}`)
@@ -198,12 +217,29 @@ export async function runCopy(options: BenchOptions): Promise<ScenarioResult> {
   const gbps = (key: string) => (seconds.get(key) ?? []).map((elapsed) => size / 1e9 / elapsed)
   // Speed ratio inside one run (baseline time / our time), then the median.
   const vsBaseline = (key: string) =>
-    median(perRun.flatMap((run) => (run.has(key) && run.has('fs.promises.copyFile') ? [(run.get('fs.promises.copyFile') as number) / (run.get(key) as number)] : [])))
-  const rows = METHODS.map((method) => [method.label, fixed(median(gbps(method.key))), gbps(method.key).map((value) => fixed(value)).join(', '), ratio(vsBaseline(method.key))])
+    median(
+      perRun.flatMap((run) =>
+        run.has(key) && run.has('fs.promises.copyFile') ? [(run.get('fs.promises.copyFile') as number) / (run.get(key) as number)] : [],
+      ),
+    )
+  const rows = METHODS.map((method) => [
+    method.label,
+    fixed(median(gbps(method.key))),
+    gbps(method.key)
+      .map((value) => fixed(value))
+      .join(', '),
+    ratio(vsBaseline(method.key)),
+  ])
 
   const targets: Target[] = ['copyFile', 'copyFileSync'].map((key) => {
     const value = vsBaseline(key)
-    return { what: `${key} vs fs.promises.copyFile`, goal: '≥ 1.0×', measured: ratio(value, 3), met: value >= 1, margin: `${fixed(Math.abs(value - 1) * 100, 1)}% ${value >= 1 ? 'faster' : 'slower'}` }
+    return {
+      what: `${key} vs fs.promises.copyFile`,
+      goal: '≥ 1.0×',
+      measured: ratio(value, 3),
+      met: value >= 1,
+      margin: `${fixed(Math.abs(value - 1) * 100, 1)}% ${value >= 1 ? 'faster' : 'slower'}`,
+    }
   })
 
   const { tmpdir, tmpfs } = machine()
@@ -218,7 +254,12 @@ export async function runCopy(options: BenchOptions): Promise<ScenarioResult> {
       ['Method', 'µs per 64 KiB copy', 'runs', 'time vs fs.promises.copyFile (lower is better)'],
       METHODS.filter((method) => method.key !== 'cp').map((method) => {
         const values = small.get(method.key) ?? []
-        return [method.label, fixed(median(values) * 1e6, 0), values.map((value) => fixed(value * 1e6, 0)).join(', '), ratio(median(values) / median(small.get('fs.promises.copyFile') ?? []))]
+        return [
+          method.label,
+          fixed(median(values) * 1e6, 0),
+          values.map((value) => fixed(value * 1e6, 0)).join(', '),
+          ratio(median(values) / median(small.get('fs.promises.copyFile') ?? [])),
+        ]
       }),
     ),
     '',

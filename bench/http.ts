@@ -130,7 +130,10 @@ async function waitForPort(port: number, child: ChildProcess, what: string): Pro
     if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`)
     const open = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, '127.0.0.1')
-      socket.once('connect', () => (socket.destroy(), resolve(true)))
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(true)
+      })
       socket.once('error', () => resolve(false))
     })
     if (open) return
@@ -202,7 +205,9 @@ interface Measurement {
 function runWrk(wrk: string, port: number, name: string, seconds: number, cfg: Config): Promise<Measurement> {
   return within(
     new Promise<Measurement>((resolve, reject) => {
-      const child = spawn(wrk, ['-t', String(cfg.threads), '-c', String(cfg.connections), '-d', `${seconds}s`, `http://127.0.0.1:${port}/${name}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const child = spawn(wrk, ['-t', String(cfg.threads), '-c', String(cfg.connections), '-d', `${seconds}s`, `http://127.0.0.1:${port}/${name}`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       children.push(child)
       let output = ''
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
@@ -233,7 +238,10 @@ async function runNodeLoad(port: number, name: string, seconds: number, cfg: Con
       const ok = await new Promise<boolean>((resolve) => {
         http
           .get({ host: '127.0.0.1', port, path: `/${name}`, agent }, (res) => {
-            res.on('data', () => {}).on('end', () => resolve(res.statusCode === 200)).on('error', () => resolve(false))
+            res
+              .on('data', () => {})
+              .on('end', () => resolve(res.statusCode === 200))
+              .on('error', () => resolve(false))
           })
           .on('error', () => resolve(false))
       })
@@ -269,16 +277,28 @@ async function main(): Promise<void> {
   for (const { name, data } of sizes) fs.writeFileSync(path.join(root, name), data, { mode: 0o644 })
 
   try {
-    const servers = [await startNodeServer('createStaticHandler', 'static', root), await startNodeServer('serveFile', 'serve-file', root), await startNodeServer('createReadStream pipe', 'stream', root)]
+    const servers = [
+      await startNodeServer('createStaticHandler', 'static', root),
+      await startNodeServer('serveFile', 'serve-file', root),
+      await startNodeServer('createReadStream pipe', 'stream', root),
+    ]
     if (nginx) servers.push(await startNginx(nginx, root, work))
     for (const server of servers) for (const { name, data } of sizes) await verify(server, name, data)
 
     // nginx -v prints to stderr.
-    const nginxVersion = nginx ? spawnSync(nginx, ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '') : 'nginx not installed'
+    const nginxVersion = nginx
+      ? spawnSync(nginx, ['-v'], { encoding: 'utf8' })
+          .stderr.trim()
+          .replace(/^nginx version: /, '')
+      : 'nginx not installed'
     console.log(`# HTTP file serving, ${new Date().toISOString()}`)
     console.log('')
-    console.log(`node ${process.version}, Linux ${os.release()}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model.trim()}), native binding: ${isNative}, ${nginxVersion}`)
-    console.log(`${wrk ? 'wrk' : 'node keep-alive load (wrk not installed)'} -t${cfg.threads} -c${cfg.connections} -d${cfg.duration}s${cfg.warmup ? ` after a ${cfg.warmup} s warm-up` : ''}, keep-alive, 127.0.0.1, each server in its own process${cfg.smoke ? ' (SMOKE RUN: numbers mean nothing)' : ''}`)
+    console.log(
+      `node ${process.version}, Linux ${os.release()}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model.trim()}), native binding: ${isNative}, ${nginxVersion}`,
+    )
+    console.log(
+      `${wrk ? 'wrk' : 'node keep-alive load (wrk not installed)'} -t${cfg.threads} -c${cfg.connections} -d${cfg.duration}s${cfg.warmup ? ` after a ${cfg.warmup} s warm-up` : ''}, keep-alive, 127.0.0.1, each server in its own process${cfg.smoke ? ' (SMOKE RUN: numbers mean nothing)' : ''}`,
+    )
     console.log('')
     console.log('| file | server | requests/s | throughput MB/s | ratio vs createReadStream |')
     console.log('| --- | --- | ---: | ---: | ---: |')
@@ -293,10 +313,14 @@ async function main(): Promise<void> {
       for (const server of servers) {
         const { requests, errors } = results.get(server.name) as Measurement
         const megabytes = (requests * size.data.length) / 1e6
-        console.log(`| ${size.label} | ${server.name} | ${format(requests)} | ${format(megabytes, 1)} | ${(requests / baseline).toFixed(2)}×${errors ? ` (${errors})` : ''} |`)
+        console.log(
+          `| ${size.label} | ${server.name} | ${format(requests)} | ${format(megabytes, 1)} | ${(requests / baseline).toFixed(2)}×${errors ? ` (${errors})` : ''} |`,
+        )
       }
       const ratio = (results.get('createStaticHandler') as Measurement).requests / baseline
-      verdicts.push(`${size.label}: createStaticHandler ${ratio.toFixed(2)}× the createReadStream baseline (target ≥ ${size.target}×): ${ratio >= size.target ? 'met' : 'NOT met'}`)
+      verdicts.push(
+        `${size.label}: createStaticHandler ${ratio.toFixed(2)}× the createReadStream baseline (target ≥ ${size.target}×): ${ratio >= size.target ? 'met' : 'NOT met'}`,
+      )
     }
     console.log('')
     console.log('Throughput counts body bytes (requests/s × file size); the ratio is the same for requests/s and MB/s.')

@@ -12,7 +12,21 @@ import * as path from 'node:path'
 import { runBulk } from './bulk'
 import { runConcurrency } from './concurrency'
 import { runCopy } from './copy'
-import { BENCH_DIR, BUILD_DIR, codeUnderTest, fixed, loadChecks, log, machine, median, parseOptions, QUIET, table, type BenchOptions, type ScenarioResult } from './lib/common'
+import {
+  BENCH_DIR,
+  BUILD_DIR,
+  codeUnderTest,
+  fixed,
+  loadChecks,
+  log,
+  machine,
+  median,
+  parseOptions,
+  QUIET,
+  table,
+  type BenchOptions,
+  type ScenarioResult,
+} from './lib/common'
 import { runSmallCalls } from './small-calls'
 
 const SCENARIOS: Array<{ name: string; title: string; run: (options: BenchOptions) => Promise<ScenarioResult> }> = [
@@ -41,7 +55,9 @@ function loadSummary(): string {
   const waited = loadChecks.reduce((sum, check) => sum + check.waitedS, 0)
   return [
     `Other load: before each of the ${loadChecks.length} measurements the bench waited for the machine to be ≤ ${QUIET * 100}% busy (waited ${fixed(waited, 0)} s in all). CPU busy at the start of measurements: median ${fixed(median(loadChecks.map((check) => check.busy)) * 100, 0)}%, max ${fixed(Math.max(...loadChecks.map((check) => check.busy)) * 100, 0)}%.`,
-    busy.length === 0 ? 'No measurement started while other work was running.' : `**${busy.length} measurement(s) started while other processes kept the machine busy** (the wait ran out): ${busy.map((check) => `${check.label} ${fixed(check.busy * 100, 0)}%`).join(', ')}. Their figures are less trustworthy than the rest.`,
+    busy.length === 0
+      ? 'No measurement started while other work was running.'
+      : `**${busy.length} measurement(s) started while other processes kept the machine busy** (the wait ran out): ${busy.map((check) => `${check.label} ${fixed(check.busy * 100, 0)}%`).join(', ')}. Their figures are less trustworthy than the rest.`,
   ].join(' ')
 }
 
@@ -56,15 +72,33 @@ export async function runAll(argv: string[]): Promise<{ failures: string[]; mark
     try {
       results.push(await scenario.run(options))
     } catch (error) {
-      results.push({ name: scenario.name, title: scenario.title, markdown: `Failed to run: ${(error as Error).message}`, targets: [], failures: [`${scenario.name}: ${(error as Error).stack ?? String(error)}`] })
+      results.push({
+        name: scenario.name,
+        title: scenario.title,
+        markdown: `Failed to run: ${(error as Error).message}`,
+        targets: [],
+        failures: [`${scenario.name}: ${(error as Error).stack ?? String(error)}`],
+      })
     }
   }
   const failures = results.flatMap((result) => result.failures)
   const host = machine()
   const codeAtEnd = codeUnderTest()
-  const code = codeAtEnd === codeAtStart ? codeAtStart : `at the start ${codeAtStart}; at the end ${codeAtEnd} (the workers load index.js and the .node file: only a change to their build times means the measured code changed)`
+  const code =
+    codeAtEnd === codeAtStart
+      ? codeAtStart
+      : `at the start ${codeAtStart}; at the end ${codeAtEnd} (the workers load index.js and the .node file: only a change to their build times means the measured code changed)`
   const command = `${process.env.BENCH_RUNS ? `BENCH_RUNS=${process.env.BENCH_RUNS} ` : ''}node --import tsx bench/index.ts${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`
-  const allTargets = results.flatMap((result) => result.targets.map((target) => [result.name, target.what, target.goal, target.measured, target.measured.startsWith('n/a') ? 'n/a (not measured)' : target.met ? 'yes' : '**no**', target.measured.startsWith('n/a') ? '' : target.margin]))
+  const allTargets = results.flatMap((result) =>
+    result.targets.map((target) => [
+      result.name,
+      target.what,
+      target.goal,
+      target.measured,
+      target.measured.startsWith('n/a') ? 'n/a (not measured)' : target.met ? 'yes' : '**no**',
+      target.measured.startsWith('n/a') ? '' : target.margin,
+    ]),
+  )
   const markdown = [
     `# Core benchmark results${options.smoke ? ' (smoke: tiny sizes, figures meaningless)' : ''}`,
     '',

@@ -56,20 +56,33 @@ interface Tools {
 
 const CHUNK = 4 * KiB
 
-async function measureSend(tools: Tools, writer: Writer, file: string, chunks: number, warmup: number, deadline: number, failures: string[]): Promise<Sample | undefined> {
+async function measureSend(
+  tools: Tools,
+  writer: Writer,
+  file: string,
+  chunks: number,
+  warmup: number,
+  deadline: number,
+  failures: string[],
+): Promise<Sample | undefined> {
   const socketPath = tempPath(`small-${writer.key}.sock`)
   const sink = new Child(tools.sink, ['unix', socketPath, String(deadline)], 'sink')
   const children = [sink]
   return withChildren(children, async () => {
     await sink.next(5000)
     const args = [socketPath, file, String(chunks), String(CHUNK), String(warmup), String(deadline)]
-    const child = writer.key === 'c' ? new Child(tools.cWriter, ['send', ...args], 'small_calls') : new Child(process.execPath, [tools.worker, 'send', writer.key, ...args], `small-calls ${writer.key}`)
+    const child =
+      writer.key === 'c'
+        ? new Child(tools.cWriter, ['send', ...args], 'small_calls')
+        : new Child(process.execPath, [tools.worker, 'send', writer.key, ...args], `small-calls ${writer.key}`)
     children.push(child)
     const [sent, received] = await Promise.all([child.next(deadline * 1000), sink.next(deadline * 1000)])
     const [writerExit, sinkExit] = await Promise.all([child.exited(10_000), sink.exited(10_000)])
     const expected = (chunks + warmup) * CHUNK
     if (number(sent, 'bytes') !== expected || number(received, 'bytes') !== expected || writerExit !== 0 || sinkExit !== 0) {
-      failures.push(`small calls ${writer.key}: sent ${number(sent, 'bytes')}, received ${number(received, 'bytes')} of ${expected} bytes (exit codes ${writerExit}, ${sinkExit})`)
+      failures.push(
+        `small calls ${writer.key}: sent ${number(sent, 'bytes')}, received ${number(received, 'bytes')} of ${expected} bytes (exit codes ${writerExit}, ${sinkExit})`,
+      )
       return undefined
     }
     const calls = number(sent, 'calls')
@@ -88,7 +101,10 @@ async function measureSend(tools: Tools, writer: Writer, file: string, chunks: n
 
 async function measureEagain(tools: Tools, writer: Writer, file: string, calls: number, deadline: number, failures: string[]): Promise<number | undefined> {
   const args = [file, String(calls), String(CHUNK), String(deadline)]
-  const child = writer.key === 'c' ? new Child(tools.cWriter, ['eagain', ...args], 'small_calls eagain') : new Child(process.execPath, [tools.worker, 'eagain', writer.key, ...args], `small-calls eagain ${writer.key}`)
+  const child =
+    writer.key === 'c'
+      ? new Child(tools.cWriter, ['eagain', ...args], 'small_calls eagain')
+      : new Child(process.execPath, [tools.worker, 'eagain', writer.key, ...args], `small-calls eagain ${writer.key}`)
   return withChildren([child], async () => {
     const result = await child.next(deadline * 1000)
     if ((await child.exited(10_000)) !== 0) throw new Error(`exit code ${child.stderr}`)
@@ -151,7 +167,13 @@ export async function runSmallCalls(options: BenchOptions): Promise<ScenarioResu
 
   const overhead = median(overheads.get('api') ?? [])
   const targets: Target[] = [
-    { what: 'sendfileSync overhead per 4 KiB call', goal: '≤ 1000 ns', measured: `${fixed(overhead, 0)} ns`, met: overhead <= 1000, margin: `${fixed(Math.abs(1000 - overhead), 0)} ns ${overhead <= 1000 ? 'to spare' : 'over'}` },
+    {
+      what: 'sendfileSync overhead per 4 KiB call',
+      goal: '≤ 1000 ns',
+      measured: `${fixed(overhead, 0)} ns`,
+      met: overhead <= 1000,
+      margin: `${fixed(Math.abs(1000 - overhead), 0)} ns ${overhead <= 1000 ? 'to spare' : 'over'}`,
+    },
   ]
 
   const markdown = [

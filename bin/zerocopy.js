@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-'use strict'
 // The `zerocopy` command: lib/cli (compiled from TypeScript by `npm run build:ts`).
 require('../lib/cli/index.js')
   .main(process.argv.slice(2))

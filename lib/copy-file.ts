@@ -3,11 +3,23 @@ import * as fs from 'node:fs'
 
 import type * as Binding from '../binding.js'
 import { abortError, codedError } from './errors.js'
-import { NativeRun, TransferHooks, bytesOf, nativeBinding, warnNotZeroCopy } from './native.js'
-import { FileSource, FixedRange, MAX_POSITION, isFileHandle, pathOf, validateCallback, validateFileSource, validateInteger, validateOptionsObject, validateRange, validateSignal } from './validate.js'
+import { NativeRun, type TransferHooks, bytesOf, nativeBinding, warnNotZeroCopy } from './native.js'
+import {
+  type FileSource,
+  type FixedRange,
+  MAX_POSITION,
+  isFileHandle,
+  pathOf,
+  validateCallback,
+  validateFileSource,
+  validateInteger,
+  validateOptionsObject,
+  validateRange,
+  validateSignal,
+} from './validate.js'
 import { newReport, reporting, reportingSync } from './report.js'
-import { CopyFileOptions, CopyFileSyncOptions } from './options.js'
-import { OpenedFile, fdOfHandle, nativeCount, openSource, openSourceSync, rangeTotal } from './source.js'
+import type { CopyFileOptions, CopyFileSyncOptions } from './options.js'
+import { type OpenedFile, fdOfHandle, nativeCount, openSource, openSourceSync, rangeTotal } from './source.js'
 import { pumpSync, streamRange, writeAllToFd } from './stream-fallback.js'
 
 interface CopyJob {
@@ -18,7 +30,12 @@ interface CopyJob {
 
 const COPYFILE_MODES = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE | fs.constants.COPYFILE_FICLONE_FORCE
 
-function validateCopyOptions(source: unknown, destination: unknown, options: unknown, allowHandle: boolean): { source: FileSource; destination: FileSource; job: CopyJob; opts: Record<string, unknown> } {
+function validateCopyOptions(
+  source: unknown,
+  destination: unknown,
+  options: unknown,
+  allowHandle: boolean,
+): { source: FileSource; destination: FileSource; job: CopyJob; opts: Record<string, unknown> } {
   const validSource = validateFileSource(source, 'source', allowHandle)
   const validDestination = validateFileSource(destination, 'destination', allowHandle)
   const opts = validateOptionsObject(options)
@@ -155,7 +172,11 @@ function copyRequest(file: OpenedFile, out: OpenedDestination, job: CopyJob, tot
  * await copyFile(handle, out, { offset: 1024, length: 4096, destinationOffset: 0 })
  * ```
  */
-export function copyFile(source: string | URL | fs.promises.FileHandle | number, destination: string | URL | fs.promises.FileHandle | number, options?: CopyFileOptions): Promise<number> {
+export function copyFile(
+  source: string | URL | fs.promises.FileHandle | number,
+  destination: string | URL | fs.promises.FileHandle | number,
+  options?: CopyFileOptions,
+): Promise<number> {
   let validated: ReturnType<typeof validateCopyOptions>
   let hooks: Omit<TransferHooks, 'total'>
   try {
@@ -173,7 +194,11 @@ export function copyFile(source: string | URL | fs.promises.FileHandle | number,
     const native = nativeBinding
     const request = pathCopyRequest(from, to, job)
     return reporting(report, async () => {
-      const result = await new NativeRun(native, { ...hooks, total: -1 }).run((control, onProgress) => native.copyPathAsync(request, control, onProgress), 'copyfile', { path: request.source, dest: request.destination })
+      const result = await new NativeRun(native, { ...hooks, total: -1 }).run(
+        (control, onProgress) => native.copyPathAsync(request, control, onProgress),
+        'copyfile',
+        { path: request.source, dest: request.destination },
+      )
       report.method = result.method
       return (report.bytes = result.bytes)
     })
@@ -199,7 +224,10 @@ export function copyFile(source: string | URL | fs.promises.FileHandle | number,
         }
         const native = nativeBinding
         const request = copyRequest(file, out, job, total)
-        const result = await new NativeRun(native, allHooks).run((control, onProgress) => native.copyRangeAsync(request, control, onProgress), 'copyfile', { path: file.path, dest: out.path })
+        const result = await new NativeRun(native, allHooks).run((control, onProgress) => native.copyRangeAsync(request, control, onProgress), 'copyfile', {
+          path: file.path,
+          dest: out.path,
+        })
         report.method = result.method
         return (report.bytes = result.bytes)
       } finally {

@@ -1,11 +1,11 @@
 /** sendfile and sendfileSync: Python's os.sendfile, for Node. */
 import * as fs from 'node:fs'
 
-import { SystemError, abortError, attachBytes, systemError, unsupported } from './errors.js'
+import { type SystemError, abortError, attachBytes, systemError, unsupported } from './errors.js'
 import { NativeRun, bytesOf, nativeBinding, nativeLoadError, warnNotZeroCopy } from './native.js'
 import { validateCount, validateFd, validateOffset, validateOptionsObject, validateSignal } from './validate.js'
 import { pumpSync, streamRange, writeAllToFd } from './stream-fallback.js'
-import { SendfileOptions } from './options.js'
+import type { SendfileOptions } from './options.js'
 
 /**
  * Copies bytes from the file `inFd` to `outFd` (a socket, pipe or regular file) inside the
@@ -80,7 +80,8 @@ function asSendfileError(error: unknown): unknown {
  */
 function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number | undefined, count: number | undefined): number {
   warnNotZeroCopy()
-  if (offset === undefined) throw unsupported('sendfileSync with a null offset needs the native binding; pass an explicit offset (or use sendfile) on this platform.', nativeLoadError)
+  if (offset === undefined)
+    throw unsupported('sendfileSync with a null offset needs the native binding; pass an explicit offset (or use sendfile) on this platform.', nativeLoadError)
   try {
     return pumpSync(inFd, { offset, length: count }, (chunk, sentSoFar) => {
       let written = 0
@@ -101,7 +102,13 @@ function sendfileSyncWithoutNative(outFd: number, inFd: number, offset: number |
 }
 
 /** {@link sendfile} without the native binding: the whole range, waiting out `EAGAIN`. */
-async function sendfileWithoutNative(outFd: number, inFd: number, offset: number | undefined, count: number | undefined, signal: AbortSignal | undefined): Promise<number> {
+async function sendfileWithoutNative(
+  outFd: number,
+  inFd: number,
+  offset: number | undefined,
+  count: number | undefined,
+  signal: AbortSignal | undefined,
+): Promise<number> {
   warnNotZeroCopy()
   try {
     return await streamRange({ fd: inFd, stats: fs.fstatSync(inFd) }, { offset, length: count }, { signal }, (chunk) => writeAllToFd(outFd, chunk, { signal }))

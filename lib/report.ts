@@ -1,9 +1,9 @@
 /** TransferReport and transferChannel: which path each sendFile/copyFile took. */
 import * as diagnosticsChannel from 'node:diagnostics_channel'
-import * as fs from 'node:fs'
-import * as net from 'node:net'
+import type * as fs from 'node:fs'
+import type * as net from 'node:net'
 
-import { SystemError } from './errors.js'
+import type { SystemError } from './errors.js'
 import type { NativeMethod } from './native.js'
 
 /** How the bytes of one `sendFile`/`copyFile` call moved. */

@@ -1,14 +1,14 @@
 /** sendFile: a file, or a range of it, to a socket or an fd. */
-import * as fs from 'node:fs'
+import type * as fs from 'node:fs'
 import * as net from 'node:net'
 
 import { abortError, invalidArgType } from './errors.js'
 import { validateBoolean, validateCallback, validateFd, validateFileSource, validateOptionsObject, validateRange, validateSignal } from './validate.js'
 import { newReport, reporting } from './report.js'
-import { SendFileOptions } from './options.js'
+import type { SendFileOptions } from './options.js'
 import { openSource } from './source.js'
 import { streamRange, writeAllToFd } from './stream-fallback.js'
-import { SendFileJob, sendChoosingPath } from './send-path.js'
+import { type SendFileJob, sendChoosingPath } from './send-path.js'
 import { sendFileToSocket } from './socket-gate.js'
 
 /**
@@ -61,7 +61,16 @@ function sendFileToFd(targetFd: number, job: SendFileJob): Promise<number> {
   return reporting(report, async () => {
     const file = await openSource(job.source)
     try {
-      return await sendChoosingPath(job, file, { destination: targetFd, fd: targetFd, streamFallback: (hooks) => streamRange(file, job.range, hooks, (chunk) => writeAllToFd(targetFd, chunk, { signal: job.signal })) }, report)
+      return await sendChoosingPath(
+        job,
+        file,
+        {
+          destination: targetFd,
+          fd: targetFd,
+          streamFallback: (hooks) => streamRange(file, job.range, hooks, (chunk) => writeAllToFd(targetFd, chunk, { signal: job.signal })),
+        },
+        report,
+      )
     } finally {
       await file.close()
     }

@@ -2,11 +2,11 @@
 import type * as net from 'node:net'
 
 import { unsupported } from './errors.js'
-import { NativeRun, TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
+import { NativeRun, type TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
 import { refreshIdleTimer } from './node-internals.js'
-import { FileSource, FixedRange } from './validate.js'
-import { TransferReport } from './report.js'
-import { OpenedFile, nativeCount, rangeTotal, whyNotSendable } from './source.js'
+import type { FileSource, FixedRange } from './validate.js'
+import type { TransferReport } from './report.js'
+import { type OpenedFile, nativeCount, rangeTotal, whyNotSendable } from './source.js'
 
 export interface SendFileJob {
   source: FileSource

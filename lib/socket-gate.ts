@@ -3,12 +3,12 @@ import * as net from 'node:net'
 import * as tls from 'node:tls'
 
 import { onAbort } from './abort.js'
-import { SystemError, abortError, codedError, invalidArgType } from './errors.js'
-import { WriteCallback, WriteFn, WritevFn, flushHeldHeader, handleFd, socketInternals } from './node-internals.js'
+import { type SystemError, abortError, codedError, invalidArgType } from './errors.js'
+import { type WriteCallback, type WriteFn, type WritevFn, flushHeldHeader, handleFd, socketInternals } from './node-internals.js'
 import { newReport, reporting } from './report.js'
-import { OpenedFile, openSource } from './source.js'
+import { type OpenedFile, openSource } from './source.js'
 import { streamRange, untilAborted } from './stream-fallback.js'
-import { SendFileJob, sendChoosingPath } from './send-path.js'
+import { type SendFileJob, sendChoosingPath } from './send-path.js'
 
 /**
  * The kernel file descriptor behind a connected `net.Socket` (TCP or Unix), or -1 when it has
@@ -120,7 +120,6 @@ function gate(socket: net.Socket): SocketWriters {
   return writers
 }
 
-
 function streamDestroyed(): Error {
   return codedError(Error, 'ERR_STREAM_DESTROYED', 'The socket was destroyed before sendFile finished')
 }
@@ -192,17 +191,22 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
       file = await openSource(job.source)
       if (socket.destroyed) throw streamDestroyed()
       const opened = file
-      return await sendChoosingPath(job, opened, {
-        destination: socket,
-        fd: socketFd(socket),
-        whyNoFd: socket instanceof tls.TLSSocket ? 'the socket is a TLS socket' : 'the socket has no file descriptor',
-        onNativeRun: (run) => runningSends.set(socket, (reason) => run.cancel(reason)),
-        streamFallback: (hooks) => {
-          const cancelled = new AbortController()
-          runningSends.set(socket, (reason) => cancelled.abort(reason))
-          return streamRange(opened, job.range, hooks, (chunk) => writeThrough(socket, writers, chunk, cancelled.signal))
+      return await sendChoosingPath(
+        job,
+        opened,
+        {
+          destination: socket,
+          fd: socketFd(socket),
+          whyNoFd: socket instanceof tls.TLSSocket ? 'the socket is a TLS socket' : 'the socket has no file descriptor',
+          onNativeRun: (run) => runningSends.set(socket, (reason) => run.cancel(reason)),
+          streamFallback: (hooks) => {
+            const cancelled = new AbortController()
+            runningSends.set(socket, (reason) => cancelled.abort(reason))
+            return streamRange(opened, job.range, hooks, (chunk) => writeThrough(socket, writers, chunk, cancelled.signal))
+          },
         },
-      }, report)
+        report,
+      )
     } catch (error) {
       if (isConnectionLost(error)) socket.destroy()
       throw error
@@ -219,6 +223,8 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
  * queue. A write that never completes (the socket destroyed under it) ends with `cancelled`.
  */
 function writeThrough(socket: net.Socket, writers: SocketWriters, chunk: Buffer, cancelled: AbortSignal): Promise<void> {
-  const written = new Promise<void>((resolve, reject) => writers.write.call(socket, chunk, 'buffer' as BufferEncoding, (error) => (error ? reject(error) : resolve())))
+  const written = new Promise<void>((resolve, reject) =>
+    writers.write.call(socket, chunk, 'buffer' as BufferEncoding, (error) => (error ? reject(error) : resolve())),
+  )
   return untilAborted(written, cancelled, (signal) => signal.reason)
 }

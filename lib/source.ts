@@ -2,8 +2,8 @@
 import * as fs from 'node:fs'
 import * as util from 'node:util'
 
-import { SystemError, errnoOf, systemError } from './errors.js'
-import { FileSource, FixedRange, isFileHandle, pathOf } from './validate.js'
+import { type SystemError, errnoOf, systemError } from './errors.js'
+import { type FileSource, type FixedRange, isFileHandle, pathOf } from './validate.js'
 
 export interface OpenedFile {
   fd: number

@@ -4,8 +4,8 @@ import * as util from 'node:util'
 
 import { onAbort } from './abort.js'
 import { abortError, attachBytes } from './errors.js'
-import { TransferHooks } from './native.js'
-import { FixedRange, Range } from './validate.js'
+import type { TransferHooks } from './native.js'
+import type { FixedRange, Range } from './validate.js'
 
 /**
  * The buffer of every copy through JavaScript: the same size as the native copies' buffer
@@ -26,7 +26,12 @@ interface Readable {
  * moves, unless `range.offset` is undefined (then it reads from the file position and advances
  * it); a pipe, which has no positions, has its first `range.offset` bytes skipped.
  */
-export async function streamRange(file: Readable, range: Range, hooks: Omit<TransferHooks, 'total'> & { total?: number }, write: (chunk: Buffer) => Promise<void>): Promise<number> {
+export async function streamRange(
+  file: Readable,
+  range: Range,
+  hooks: Omit<TransferHooks, 'total'> & { total?: number },
+  write: (chunk: Buffer) => Promise<void>,
+): Promise<number> {
   const { signal, onProgress, total = -1 } = hooks
   const seekable = range.offset !== undefined && (file.stats.isFile() || file.stats.isBlockDevice())
   const read = util.promisify(fs.read)
@@ -104,7 +109,9 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undef
 export async function writeAllToFd(fd: number, chunk: Buffer, { signal, position }: { signal?: AbortSignal; position?: number } = {}): Promise<void> {
   const write = (offset: number) =>
     new Promise<number>((resolve, reject) =>
-      fs.write(fd, chunk, offset, chunk.length - offset, position === undefined ? null : position + offset, (error, bytesWritten) => (error ? reject(error) : resolve(bytesWritten))),
+      fs.write(fd, chunk, offset, chunk.length - offset, position === undefined ? null : position + offset, (error, bytesWritten) =>
+        error ? reject(error) : resolve(bytesWritten),
+      ),
     )
   let written = 0
   let backoff = 1

@@ -1,5 +1,5 @@
 /** Argument validation, with Node's error codes and messages. */
-import * as fs from 'node:fs'
+import type * as fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 import { codedError, invalidArgType, invalidArgValue, outOfRange } from './errors.js'
@@ -89,14 +89,21 @@ export function validateString(value: unknown, name: string): string {
 
 /** Like Node's `validateOneOf`: anything not in `allowed`, whatever its type, → ERR_INVALID_ARG_VALUE. */
 export function validateOneOf<T extends string | number | boolean>(value: unknown, name: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly unknown[]).includes(value)) throw invalidArgValue(name, value, `must be one of: ${allowed.map((item) => (typeof item === 'string' ? `'${item}'` : String(item))).join(', ')}`)
+  if (!(allowed as readonly unknown[]).includes(value))
+    throw invalidArgValue(name, value, `must be one of: ${allowed.map((item) => (typeof item === 'string' ? `'${item}'` : String(item))).join(', ')}`)
   return value as T
 }
 
 export type FileSource = string | URL | fs.promises.FileHandle | number
 
 export function isFileHandle(value: unknown): value is fs.promises.FileHandle {
-  return typeof value === 'object' && value !== null && typeof (value as fs.promises.FileHandle).fd === 'number' && typeof (value as fs.promises.FileHandle).stat === 'function' && typeof (value as fs.promises.FileHandle).close === 'function'
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as fs.promises.FileHandle).fd === 'number' &&
+    typeof (value as fs.promises.FileHandle).stat === 'function' &&
+    typeof (value as fs.promises.FileHandle).close === 'function'
+  )
 }
 
 export function validateFileSource(value: unknown, name: string, allowHandle = true): FileSource {
@@ -110,7 +117,11 @@ export function validateFileSource(value: unknown, name: string, allowHandle = t
   }
   if (typeof value === 'number') return validateFd(value, name)
   if (allowHandle && isFileHandle(value)) return value
-  throw invalidArgType(name, allowHandle ? 'of type string or an instance of URL or FileHandle, or a file descriptor' : 'of type string or an instance of URL, or a file descriptor', value)
+  throw invalidArgType(
+    name,
+    allowHandle ? 'of type string or an instance of URL or FileHandle, or a file descriptor' : 'of type string or an instance of URL, or a file descriptor',
+    value,
+  )
 }
 
 export function pathOf(source: string | URL): string {

@@ -60,7 +60,10 @@ async function smallPhase(transfers: number): Promise<void> {
       const received = await new Promise<number>((resolve) => {
         let bytes = 0
         const client = net.connect(port, '127.0.0.1')
-        client.on('data', (chunk) => (bytes += chunk.length)).on('end', () => resolve(bytes)).on('error', () => resolve(-1))
+        client
+          .on('data', (chunk) => (bytes += chunk.length))
+          .on('end', () => resolve(bytes))
+          .on('error', () => resolve(-1))
       })
       if (received !== expected) count(`small: received ${received} of ${expected}`)
     }
@@ -141,7 +144,11 @@ async function main(): Promise<void> {
     errors: Object.fromEntries(errors),
   }
   console.log(JSON.stringify(result, null, 2))
-  const failures = [growth >= 20 && `RSS grew ${growth.toFixed(1)} MiB after warm-up`, fdsAfter > fdsBefore && `fds ${fdsBefore} → ${fdsAfter}`, unexpected.length > 0 && `unexpected errors: ${JSON.stringify(unexpected)}`].filter(Boolean)
+  const failures = [
+    growth >= 20 && `RSS grew ${growth.toFixed(1)} MiB after warm-up`,
+    fdsAfter > fdsBefore && `fds ${fdsBefore} → ${fdsAfter}`,
+    unexpected.length > 0 && `unexpected errors: ${JSON.stringify(unexpected)}`,
+  ].filter(Boolean)
   if (failures.length > 0) {
     console.error(`soak failed: ${failures.join('; ')}`)
     process.exit(1)

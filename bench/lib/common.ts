@@ -305,7 +305,9 @@ export class Child {
     if (this.exitCode !== undefined) return
     this.exitCode = code
     live.delete(this.process)
-    const reason = new Error(`${this.label} exited (${error?.message ?? `code ${code}`}) before reporting${this.stderrText ? `: ${this.stderrText.trim()}` : ''}`)
+    const reason = new Error(
+      `${this.label} exited (${error?.message ?? `code ${code}`}) before reporting${this.stderrText ? `: ${this.stderrText.trim()}` : ''}`,
+    )
     // Let stdout drain first: the final JSON line often arrives in the same tick as 'exit'.
     setImmediate(() => {
       for (const waiter of this.waiters.splice(0)) waiter.reject(reason)
@@ -458,7 +460,10 @@ export function parseStraceSummary(file: string): StraceRow[] {
 }
 
 export function straceTable(rows: StraceRow[], limit = 8): string {
-  return table(['syscall', 'calls', 'errors', 'seconds'], rows.slice(0, limit).map((row) => [row.syscall, String(row.calls), String(row.errors), fixed(row.seconds, 6)]))
+  return table(
+    ['syscall', 'calls', 'errors', 'seconds'],
+    rows.slice(0, limit).map((row) => [row.syscall, String(row.calls), String(row.errors), fixed(row.seconds, 6)]),
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,7 +509,13 @@ export interface Target {
 export function targetTable(targets: Target[]): string {
   return table(
     ['Target', 'Goal', 'Measured', 'Met', 'Margin'],
-    targets.map((target) => [target.what, target.goal, target.measured, target.measured.startsWith('n/a') ? 'n/a (not measured)' : target.met ? 'yes' : '**no**', target.measured.startsWith('n/a') ? '' : target.margin]),
+    targets.map((target) => [
+      target.what,
+      target.goal,
+      target.measured,
+      target.measured.startsWith('n/a') ? 'n/a (not measured)' : target.met ? 'yes' : '**no**',
+      target.measured.startsWith('n/a') ? '' : target.margin,
+    ]),
   )
 }
 

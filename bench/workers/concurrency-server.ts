@@ -185,7 +185,9 @@ const server = net.createServer((socket) => {
     errors++
   })
   socket.on('close', () => {
-    if (++closed === connections) report()
+    // After this turn: a pipeline's own 'close' listener, registered after this one, still has
+    // to count the last transfer's bytes.
+    if (++closed === connections) setImmediate(report)
   })
   serve(socket)
 })

@@ -22,10 +22,13 @@ import * as binding from '../../binding.js'
 
 const [command, flavor, ...rest] = process.argv.slice(2)
 
-setTimeout(() => {
-  process.stderr.write(`small-calls-writer ${command} ${flavor}: deadline passed\n`)
-  process.exit(3)
-}, Number(rest[rest.length - 1]) * 1000).unref()
+setTimeout(
+  () => {
+    process.stderr.write(`small-calls-writer ${command} ${flavor}: deadline passed\n`)
+    process.exit(3)
+  },
+  Number(rest[rest.length - 1]) * 1000,
+).unref()
 
 /** One call; the bytes sent, or -1 for EAGAIN, either way the caller's loop looks the same. */
 function makeCall(): (out: number, input: number, offset: number, count: number) => number {

@@ -73,6 +73,17 @@ export function logResponse(req: http.IncomingMessage, res: http.ServerResponse,
     // The res.write path publishes no report: a complete response sent what its Content-Length said.
     const bodyBytes = report?.bytes ?? (complete ? announced : 0)
     const body = report?.zeroCopy ? 'zero-copy' : bodyBytes > 0 ? 'stream' : '-'
-    write(accessLine({ time, method: req.method ?? '-', url: req.url ?? '-', status: res.statusCode, bodyBytes, milliseconds: performance.now() - started, body, complete }))
+    write(
+      accessLine({
+        time,
+        method: req.method ?? '-',
+        url: req.url ?? '-',
+        status: res.statusCode,
+        bodyBytes,
+        milliseconds: performance.now() - started,
+        body,
+        complete,
+      }),
+    )
   })
 }

@@ -37,7 +37,11 @@ export async function copyCommand({ values, operands: [source, destination] }: P
     })
     const seconds = (performance.now() - started) / 1000
     bar.stop()
-    printSummary(process.stdout, { command: 'copy', bytes, seconds, method: report?.method ?? 'none', zeroCopy: report?.zeroCopy ?? false, reason: report?.reason }, flag(values, 'json'))
+    printSummary(
+      process.stdout,
+      { command: 'copy', bytes, seconds, method: report?.method ?? 'none', zeroCopy: report?.zeroCopy ?? false, reason: report?.reason },
+      flag(values, 'json'),
+    )
     return EXIT_OK
   } finally {
     bar.stop()

@@ -19,7 +19,8 @@ export const receiveSpec: CommandSpec = {
   name: 'receive',
   synopsis: '<port> [--host 127.0.0.1] [--out FILE|-] [--json]',
   summary: 'receive one file on a TCP port',
-  description: 'Accept one TCP connection on <port> and write everything that arrives to a file or stdout; close when the sender has finished and the bytes are written.',
+  description:
+    'Accept one TCP connection on <port> and write everything that arrives to a file or stdout; close when the sender has finished and the bytes are written.',
   operands: ['<port>'],
   required: 1,
   options: {
@@ -40,7 +41,9 @@ export async function receiveCommand({ values, operands: [portText] }: ParsedCom
   const toStdout = out === '-'
   if (toStdout && process.stdout.isTTY) throw new UsageError('stdout is a terminal: give --out FILE, or redirect stdout')
   // Opened before listening: an output that cannot be written fails before a sender connects.
-  const destination: NodeJS.WritableStream & { destroy(): void } = toStdout ? process.stdout : (await fs.promises.open(out, 'w')).createWriteStream({ highWaterMark: FILE_BUFFER })
+  const destination: NodeJS.WritableStream & { destroy(): void } = toStdout
+    ? process.stdout
+    : (await fs.promises.open(out, 'w')).createWriteStream({ highWaterMark: FILE_BUFFER })
   const interrupt = interruptSignal()
   const server = net.createServer({ allowHalfOpen: true })
   let socket: net.Socket | undefined

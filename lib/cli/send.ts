@@ -51,7 +51,11 @@ export async function sendCommand({ values, operands: [file, address] }: ParsedC
     await peerClosed
     const seconds = (performance.now() - started) / 1000
     bar.stop()
-    printSummary(process.stdout, { command: 'send', bytes, seconds, method: report?.method ?? 'none', zeroCopy: report?.zeroCopy ?? false, reason: report?.reason }, flag(values, 'json'))
+    printSummary(
+      process.stdout,
+      { command: 'send', bytes, seconds, method: report?.method ?? 'none', zeroCopy: report?.zeroCopy ?? false, reason: report?.reason },
+      flag(values, 'json'),
+    )
     return EXIT_OK
   } finally {
     bar.stop()

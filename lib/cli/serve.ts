@@ -27,7 +27,11 @@ export const serveSpec: CommandSpec = {
     host: { type: 'string', placeholder: 'HOST', description: 'address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)' },
     'max-age': { type: 'string', placeholder: 'S', description: 'Cache-Control max-age in seconds (default 0: caches revalidate)' },
     'no-cache': { type: 'boolean', description: 'send Cache-Control: no-cache' },
-    dotfiles: { type: 'string', placeholder: 'POLICY', description: 'allow, deny (403) or ignore (404) files whose path has a segment starting with a dot (default ignore)' },
+    dotfiles: {
+      type: 'string',
+      placeholder: 'POLICY',
+      description: 'allow, deny (403) or ignore (404) files whose path has a segment starting with a dot (default ignore)',
+    },
     cors: { type: 'boolean', description: 'send Access-Control-Allow-Origin: *' },
     quiet: { type: 'boolean', short: 'q', description: 'no access log' },
   },

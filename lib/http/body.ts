@@ -85,7 +85,13 @@ export function bodyGoesRaw(res: http.ServerResponse, socket: net.Socket, announ
 }
 
 /** The body with sendfile, queued on the socket behind the headers. */
-export async function sendToSocket(res: http.ServerResponse, socket: net.Socket, file: OpenedPath, body: BodyRange, signal: AbortSignal | undefined): Promise<void> {
+export async function sendToSocket(
+  res: http.ServerResponse,
+  socket: net.Socket,
+  file: OpenedPath,
+  body: BodyRange,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   // The headers must be in the socket's queue before sendFile queues the file behind them.
   res.flushHeaders()
   let sent: number

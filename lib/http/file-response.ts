@@ -3,7 +3,7 @@
  * status, the headers describe the fstat'ed file, then the body goes by the way the response
  * allows (sendfile, `res.write`, or the HTTP/2 stream's own file response).
  */
-import * as http from 'node:http'
+import type * as http from 'node:http'
 import * as http2 from 'node:http2'
 import * as path from 'node:path'
 import * as mime from 'mime-types'
@@ -42,7 +42,8 @@ export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: O
   const status = range === 'whole' ? 200 : 206
   if (range !== 'whole') headers['Content-Range'] = contentRange(range, size)
   const body = bodyOf(range, size)
-  const contentType = settings.contentType ?? (res.hasHeader('Content-Type') ? undefined : mime.contentType(path.extname(file.path)) || 'application/octet-stream')
+  const contentType =
+    settings.contentType ?? (res.hasHeader('Content-Type') ? undefined : mime.contentType(path.extname(file.path)) || 'application/octet-stream')
   if (contentType !== undefined) headers['Content-Type'] = contentType
   headers['Content-Length'] = body.length
 

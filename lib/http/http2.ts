@@ -16,7 +16,14 @@ import { type Headers, isClientGone, writeHead } from './response.js'
  * response's `writeHead`, `write` or `end`. Resolves once the stream has closed: until then the
  * fd is still being read and must stay open.
  */
-export async function sendOverHttp2(res: http2.Http2ServerResponse, file: OpenedPath, status: number, headers: Headers, body: BodyRange, signal: AbortSignal | undefined): Promise<void> {
+export async function sendOverHttp2(
+  res: http2.Http2ServerResponse,
+  file: OpenedPath,
+  status: number,
+  headers: Headers,
+  body: BodyRange,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const stream = res.stream
   // The client reset the stream before its answer: nothing left to answer.
   if (stream.destroyed || stream.closed) return

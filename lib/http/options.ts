@@ -61,7 +61,11 @@ export interface StaticOptions extends ServeFileOptions {
  * A connect/Express-style request handler; `next` is optional, so it is a `node:http` (or
  * `node:http2` compatibility API) request listener too.
  */
-export type StaticHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, next?: (err?: unknown) => void) => void
+export type StaticHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  next?: (err?: unknown) => void,
+) => void
 
 /** What every file response needs of the options, checked. */
 export interface FileSettings {
@@ -94,7 +98,9 @@ function settingsFrom(options: Record<string, unknown>): FileSettings {
   const signal = validateSignal(options.signal)
   const immutable = validateBoolean(options.immutable, 'options.immutable', false)
   return {
-    cacheControl: validateBoolean(options.cacheControl, 'options.cacheControl', true) ? `public, max-age=${Math.floor(maxAge)}${immutable ? ', immutable' : ''}` : undefined,
+    cacheControl: validateBoolean(options.cacheControl, 'options.cacheControl', true)
+      ? `public, max-age=${Math.floor(maxAge)}${immutable ? ', immutable' : ''}`
+      : undefined,
     lastModified: validateBoolean(options.lastModified, 'options.lastModified', true),
     etag: validateBoolean(options.etag, 'options.etag', true),
     acceptRanges: validateBoolean(options.acceptRanges, 'options.acceptRanges', true),
@@ -121,7 +127,8 @@ export function staticSettings(value: unknown): StaticSettings {
 function validIndex(index: unknown): string | false {
   if (index === false) return false
   if (typeof index !== 'string') throw invalidArgType('options.index', 'a file name or false', index)
-  if (index === '' || /[\\/\0]/.test(index) || index === '.' || index === '..') throw invalidArgValue('options.index', index, "must be a file name in the directory (no '/', '\\' or null byte, not '.' or '..')")
+  if (index === '' || /[\\/\0]/.test(index) || index === '.' || index === '..')
+    throw invalidArgValue('options.index', index, "must be a file name in the directory (no '/', '\\' or null byte, not '.' or '..')")
   return index
 }
 
@@ -138,7 +145,8 @@ function validHeaders(headers: unknown): Headers {
       }
       valid[name] = [...value]
     } else {
-      if (typeof value !== 'string' && typeof value !== 'number') throw invalidArgType(`options.headers['${name}']`, 'a string, a number or an array of strings', value)
+      if (typeof value !== 'string' && typeof value !== 'number')
+        throw invalidArgType(`options.headers['${name}']`, 'a string, a number or an array of strings', value)
       // As text: Node takes some headers (Content-Disposition) as strings only, and throws in writeHead otherwise.
       valid[name] = String(value)
       http.validateHeaderValue(name, valid[name] as string)

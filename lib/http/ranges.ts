@@ -33,7 +33,10 @@ export type RangeAnswer = ByteRange | 'whole' | 'unsatisfiable'
 export function byteRange(value: string, size: number): RangeAnswer {
   const match = /^\s*bytes\s*=(.*)$/i.exec(value)
   if (match === null) return 'whole'
-  const specs = match[1].split(',').map((spec) => spec.trim()).filter((spec) => spec !== '')
+  const specs = match[1]
+    .split(',')
+    .map((spec) => spec.trim())
+    .filter((spec) => spec !== '')
   if (specs.length === 0) return 'whole'
   const satisfiable: ByteRange[] = []
   for (const spec of specs) {

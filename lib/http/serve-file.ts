@@ -53,7 +53,12 @@ import { headersSentError, isRefusal, refuse } from './response.js'
  * })
  * ```
  */
-export async function serveFile(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, path: string, options?: ServeFileOptions): Promise<void> {
+export async function serveFile(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  path: string,
+  options?: ServeFileOptions,
+): Promise<void> {
   const settings = fileSettings(options)
   validateString(path, 'path')
   if (res.headersSent) throw headersSentError()

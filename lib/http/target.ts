@@ -116,10 +116,13 @@ export function rootResolver(root: string): () => Promise<string | null> {
       }
       if (!warnedMissingRoot) {
         warnedMissingRoot = true
-        process.emitWarning(`The root of createStaticHandler, ${absoluteRoot}, does not exist (${(error as NodeJS.ErrnoException).code}): every request is answered as a missing file until it does.`, {
-          type: 'ZeroCopyWarning',
-          code: 'ZEROCOPY_STATIC_ROOT_MISSING',
-        })
+        process.emitWarning(
+          `The root of createStaticHandler, ${absoluteRoot}, does not exist (${(error as NodeJS.ErrnoException).code}): every request is answered as a missing file until it does.`,
+          {
+            type: 'ZeroCopyWarning',
+            code: 'ZEROCOPY_STATIC_ROOT_MISSING',
+          },
+        )
       }
       return null
     }

@@ -63,8 +63,15 @@ fn handler_installed() -> bool {
 /// arrives just before the syscall starts is absorbed without effect.
 #[derive(Default)]
 pub struct BlockedCall {
-  thread: Mutex<Option<libc::pthread_t>>,
+  thread: Mutex<Option<ThreadId>>,
 }
+
+/// A thread's id, only ever handed to `pthread_kill`. musl's `pthread_t` is a pointer, which
+/// Rust does not let cross threads on its own.
+struct ThreadId(libc::pthread_t);
+
+// SAFETY: the id is never dereferenced; pthread_kill may be called with it from any thread.
+unsafe impl Send for ThreadId {}
 
 impl BlockedCall {
   pub fn new() -> Self {
@@ -79,7 +86,7 @@ impl BlockedCall {
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     if let Ok(mut thread) = self.thread.lock() {
-      *thread = Some(me);
+      *thread = Some(ThreadId(me));
     }
   }
 
@@ -94,7 +101,7 @@ impl BlockedCall {
   /// leaving (and going on to other work) while it is signalled.
   pub fn interrupt(&self) {
     if let Ok(thread) = self.thread.lock() {
-      if let Some(thread) = *thread {
+      if let Some(ThreadId(thread)) = *thread {
         // SAFETY: `thread` is inside `enter`..`leave` of this transfer (we hold the lock that
         // `leave` takes), so it is alive; the signal's handler does nothing.
         unsafe { libc::pthread_kill(thread, interrupt_signal()) };
