@@ -18,14 +18,14 @@
 use nix::libc;
 use std::sync::{Mutex, OnceLock};
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 fn interrupt_signal() -> libc::c_int {
   // A few above SIGRTMIN: C libraries and emulators (qemu-user) keep the first and the last
   // ones for themselves.
   libc::SIGRTMIN() + 6
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(linux_like))]
 fn interrupt_signal() -> libc::c_int {
   libc::SIGURG
 }

@@ -4,48 +4,25 @@
 //! advances only the given offset; `Ok(0)` means end of file; bytes that went out are always
 //! reported as `Ok`, even when the call also failed (the error recurs on the next call).
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+// The OS groups are named in build.rs (cfg_aliases).
+#[cfg(linux_like)]
 mod linux;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 pub(crate) use linux::sendfile;
 
-#[cfg(any(
-  target_os = "macos",
-  target_os = "ios",
-  target_os = "freebsd",
-  target_os = "dragonfly"
-))]
+#[cfg(bsd_like)]
 mod bsd;
-#[cfg(any(
-  target_os = "macos",
-  target_os = "ios",
-  target_os = "freebsd",
-  target_os = "dragonfly"
-))]
+#[cfg(bsd_like)]
 pub(crate) use bsd::sendfile;
 
-#[cfg(not(any(
-  target_os = "linux",
-  target_os = "android",
-  target_os = "macos",
-  target_os = "ios",
-  target_os = "freebsd",
-  target_os = "dragonfly"
-)))]
+#[cfg(not(any(linux_like, bsd_like)))]
 mod portable;
-#[cfg(not(any(
-  target_os = "linux",
-  target_os = "android",
-  target_os = "macos",
-  target_os = "ios",
-  target_os = "freebsd",
-  target_os = "dragonfly"
-)))]
+#[cfg(not(any(linux_like, bsd_like)))]
 pub(crate) use portable::sendfile;
 
 /// `copy_file_range(2)`: Linux 4.5+ and FreeBSD 13+; elsewhere `ENOSYS`, which makes callers
 /// move on to the next method.
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+#[cfg(has_copy_file_range)]
 pub(crate) fn copy_file_range(
   source: std::os::fd::BorrowedFd<'_>,
   source_offset: &mut i64,
@@ -62,7 +39,7 @@ pub(crate) fn copy_file_range(
   )
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+#[cfg(not(has_copy_file_range))]
 pub(crate) fn copy_file_range(
   _source: std::os::fd::BorrowedFd<'_>,
   _source_offset: &mut i64,
