@@ -3,7 +3,7 @@
 //! only when the one before refuses the pair of files before copying a byte.
 
 use crate::{
-  is_refusal, platform, ranges_overlap, Method, Outcome, Refusal, Step, Stepwise, COPY_BUFFER_SIZE,
+  is_refusal, platform, ranges_overlap, Method, Outcome, Refusal, Step, Stepwise,
   MAX_SENDFILE_CHUNK,
 };
 use nix::errno::Errno;
@@ -26,7 +26,6 @@ pub struct FileCopy {
   method: Method,
   may_move_destination_position: bool,
   inspected: bool,
-  buffer: Vec<u8>,
 }
 
 /// Errors that mean "this mechanism cannot copy between these two files", not "the copy
@@ -55,7 +54,6 @@ impl FileCopy {
       method: Method::CopyFileRange,
       may_move_destination_position,
       inspected: false,
-      buffer: Vec::new(),
     }
   }
 
@@ -217,27 +215,13 @@ impl FileCopy {
     source: BorrowedFd<'_>,
     wanted: usize,
   ) -> Result<usize, Errno> {
-    let size = wanted.min(COPY_BUFFER_SIZE);
-    if self.buffer.len() < size {
-      self.buffer.resize(size, 0);
-    }
-    let read = nix::sys::uio::pread(source, &mut self.buffer[..size], self.source_offset)?;
-    let mut written = 0;
-    while written < read {
-      match nix::sys::uio::pwrite(
-        destination,
-        &self.buffer[written..read],
-        self.destination_offset + written as i64,
-      ) {
-        Ok(0) => return Err(Errno::EIO),
-        Ok(count) => written += count,
-        Err(Errno::EINTR) => continue,
-        Err(error) => return Err(error),
-      }
-    }
-    self.source_offset += read as i64;
-    self.destination_offset += read as i64;
-    Ok(read)
+    platform::bounce::copy(
+      destination,
+      source,
+      Some(&mut self.source_offset),
+      Some(&mut self.destination_offset),
+      wanted,
+    )
   }
 }
 

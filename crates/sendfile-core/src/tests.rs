@@ -429,6 +429,7 @@ fn the_bounce_copy_keeps_sendfile_semantics_for_offsets_positions_and_full_desti
       writer.as_fd(),
       source.file.as_fd(),
       Some(&mut offset),
+      None,
       100_000 - sent,
     )
     .expect("bounce copy");
@@ -440,14 +441,20 @@ fn the_bounce_copy_keeps_sendfile_semantics_for_offsets_positions_and_full_desti
   // No offset: the file position is read and advanced.
   lseek(source.file.as_fd(), 200_000, Whence::SeekSet).expect("seek");
   assert_eq!(
-    bounce::copy(writer.as_fd(), source.file.as_fd(), None, 50),
+    bounce::copy(writer.as_fd(), source.file.as_fd(), None, None, 50),
     Ok(50)
   );
   assert_eq!(lseek(source.file.as_fd(), 0, Whence::SeekCur), Ok(200_050));
   // At end of file: 0.
   let mut at_end = contents.len() as i64;
   assert_eq!(
-    bounce::copy(writer.as_fd(), source.file.as_fd(), Some(&mut at_end), 10),
+    bounce::copy(
+      writer.as_fd(),
+      source.file.as_fd(),
+      Some(&mut at_end),
+      None,
+      10
+    ),
     Ok(0)
   );
   drop(writer);
@@ -461,7 +468,13 @@ fn the_bounce_copy_keeps_sendfile_semantics_for_offsets_positions_and_full_desti
   lseek(source.file.as_fd(), 0, Whence::SeekSet).expect("seek");
   let mut total = 0;
   let error = loop {
-    match bounce::copy(full_writer.as_fd(), source.file.as_fd(), None, 64 * 1024) {
+    match bounce::copy(
+      full_writer.as_fd(),
+      source.file.as_fd(),
+      None,
+      None,
+      64 * 1024,
+    ) {
       Ok(copied) => total += copied,
       Err(error) => break error,
     }

@@ -23,7 +23,7 @@ pub(crate) fn sendfile(
     // Not a stream socket: copy through a buffer instead (ENOTSOCK on both; FreeBSD may say EINVAL
     // for a pipe). Nothing went out, so the position is untouched.
     Err(Errno::ENOTSOCK) | Err(Errno::EOPNOTSUPP) | Err(Errno::EINVAL) if sent == 0 => {
-      return bounce::copy(out, input, offset, count)
+      return bounce::copy(out, input, offset, None, count)
     }
     Err(error) if sent == 0 => return Err(error),
     _ => {}

@@ -50,44 +50,66 @@ pub(crate) fn copy_file_range(
   Err(nix::errno::Errno::ENOSYS)
 }
 
-/// A bounded `pread`/`write` copy for destinations that the platform's `sendfile` refuses
-/// (on BSD and macOS, anything that is not a stream socket). Not zero-copy, but the same
-/// semantics, so callers never see the difference.
+/// The one copy through a buffer: for destinations that the platform's `sendfile` refuses (on
+/// BSD and macOS, anything that is not a stream socket), and for file copies that no in-kernel
+/// method serves. Not zero-copy, but the same semantics, so callers never see the difference.
 #[allow(dead_code)]
 pub(crate) mod bounce {
+  use crate::COPY_BUFFER_SIZE;
   use nix::errno::Errno;
+  use std::cell::RefCell;
   use std::os::fd::BorrowedFd;
 
-  const BOUNCE_BUFFER: usize = 64 * 1024;
+  thread_local! {
+    /// One buffer per thread, reused: allocating one per step would cost an mmap and a munmap.
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+  }
 
+  /// Reads at most `count` bytes from `input` (at `*read_at`, or at and past its file position)
+  /// and writes them to `out` (at `*write_at`, or at its position). Returns the bytes written,
+  /// 0 at end of file. Bytes read but not written are read again by the next call: an offset
+  /// advances only by what was written, a file position is stepped back.
   pub(crate) fn copy(
     out: BorrowedFd<'_>,
     input: BorrowedFd<'_>,
-    offset: Option<&mut i64>,
+    read_at: Option<&mut i64>,
+    write_at: Option<&mut i64>,
     count: usize,
   ) -> Result<usize, Errno> {
-    let mut buffer = vec![0u8; count.min(BOUNCE_BUFFER)];
-    let read = match offset.as_deref() {
-      Some(&at) => nix::sys::uio::pread(input, &mut buffer, at)?,
-      None => nix::unistd::read(input, &mut buffer)?,
-    };
-    if read == 0 {
-      return Ok(0);
-    }
-    let written = match nix::unistd::write(out, &buffer[..read]) {
-      Ok(written) => written,
-      Err(error) => {
-        rewind_unsent(input, offset.is_none(), read)?;
-        return Err(error);
+    BUFFER.with_borrow_mut(|buffer| {
+      let size = count.min(COPY_BUFFER_SIZE);
+      if buffer.len() < size {
+        buffer.resize(size, 0);
       }
-    };
-    if written < read {
-      rewind_unsent(input, offset.is_none(), read - written)?;
-    }
-    if let Some(at) = offset {
-      *at += written as i64;
-    }
-    Ok(written)
+      let read = match read_at.as_deref() {
+        Some(&at) => nix::sys::uio::pread(input, &mut buffer[..size], at)?,
+        None => nix::unistd::read(input, &mut buffer[..size])?,
+      };
+      if read == 0 {
+        return Ok(0);
+      }
+      let written = match write_at.as_deref() {
+        Some(&at) => nix::sys::uio::pwrite(out, &buffer[..read], at),
+        None => nix::unistd::write(out, &buffer[..read]),
+      };
+      let written = match written {
+        Ok(written) => written,
+        Err(error) => {
+          rewind_unsent(input, read_at.is_none(), read)?;
+          return Err(error);
+        }
+      };
+      if written < read {
+        rewind_unsent(input, read_at.is_none(), read - written)?;
+      }
+      if let Some(at) = read_at {
+        *at += written as i64;
+      }
+      if let Some(at) = write_at {
+        *at += written as i64;
+      }
+      Ok(written)
+    })
   }
 
   /// Bytes read but not written must be read again next time: step the file position back.

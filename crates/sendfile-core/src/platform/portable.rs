@@ -10,5 +10,5 @@ pub(crate) fn sendfile(
   offset: Option<&mut i64>,
   count: usize,
 ) -> Result<usize, Errno> {
-  bounce::copy(out, input, offset, count)
+  bounce::copy(out, input, offset, None, count)
 }
