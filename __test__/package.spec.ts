@@ -155,7 +155,102 @@ test('the packed package installs in a fresh project and works through require, 
     )
     t.is(compiled, '', `tsc ${args.join(' ')}`)
   }
+
+  // The README's servers, run as written (only the port is ours): clients that reset mid-body
+  // must not bring them down, and they must keep answering.
+  const servers = blocks.map((block, index) => ({ block, file: `readme-${index + 1}.ts` })).filter(({ block }) => block.includes('.listen(8080)'))
+  t.true(servers.length >= 3, 'the README has its server examples')
+  const emitted = path.join(dir, 'emitted')
+  const emit = [
+    '--strict',
+    '--module',
+    'nodenext',
+    '--moduleResolution',
+    'nodenext',
+    '--types',
+    'node',
+    '--target',
+    'es2022',
+    '--outDir',
+    emitted,
+    ...servers.map(({ file }) => file),
+  ]
+  await run(process.execPath, [tsc, ...emit], { cwd: dir, timeout: 120_000 })
+  fs.writeFileSync(path.join(dir, 'song.txt'), Buffer.alloc(4 * 1024 * 1024, 0x61))
+  fs.writeFileSync(path.join(dir, 'video.mp4'), Buffer.alloc(16 * 1024 * 1024, 0x62))
+  fs.mkdirSync(path.join(dir, 'public'))
+  fs.writeFileSync(path.join(dir, 'public', 'big.bin'), Buffer.alloc(16 * 1024 * 1024, 0x63))
+  fs.writeFileSync(path.join(dir, 'port-0.cjs'), PORT_ZERO_PRELOAD)
+  for (const { block, file } of servers) {
+    const http = block.includes("from 'node:http'")
+    await t.notThrowsAsync(
+      survivesResets(dir, path.join(emitted, file.replace(/\.ts$/, '.js')), http ? 'GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n' : undefined),
+      file,
+    )
+  }
 })
+
+/** Preloaded into a README server: its listen(8080) takes any free port, and says which. */
+const PORT_ZERO_PRELOAD = `
+const net = require('node:net')
+const listen = net.Server.prototype.listen
+net.Server.prototype.listen = function (port, ...rest) {
+  this.once('listening', () => process.stdout.write(JSON.stringify({ port: this.address().port }) + '\\n'))
+  return listen.call(this, port === 8080 ? 0 : port, ...rest)
+}
+`
+
+/**
+ * Starts a README server, resets 20 clients mid-body (a peer that vanishes, as on a flaky
+ * network), then checks the process is alive and a full response still arrives.
+ */
+async function survivesResets(cwd: string, script: string, request: string | undefined): Promise<void> {
+  const { spawn } = await import('node:child_process')
+  const net = await import('node:net')
+  const server = spawn(process.execPath, ['--require', './port-0.cjs', script], { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  server.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+  const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)))
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no port from ${script}: ${stderr}`)), 30_000)
+      server.stdout.once('data', (chunk: Buffer) => {
+        clearTimeout(timer)
+        resolve((JSON.parse(chunk.toString().split('\n')[0]) as { port: number }).port)
+      })
+    })
+    const connect = () =>
+      net.connect(port, '127.0.0.1').setTimeout(20_000, function (this: import('node:net').Socket) {
+        this.destroy(new Error('timed out'))
+      })
+    for (let client = 0; client < 20; client++) {
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect()
+        if (request !== undefined) socket.write(request)
+        socket.once('data', () => {
+          socket.resetAndDestroy()
+          resolve()
+        })
+        socket.once('error', reject)
+      })
+    }
+    // Still there, and still answering in full.
+    const received = await new Promise<number>((resolve, reject) => {
+      const socket = connect()
+      let bytes = 0
+      socket.on('data', (chunk: Buffer) => (bytes += chunk.length))
+      // Not end(): a half-closed request would end the response too.
+      if (request !== undefined) socket.write(request.replace('HTTP/1.1\r\n', 'HTTP/1.1\r\nConnection: close\r\n'))
+      socket.once('end', () => resolve(bytes))
+      socket.once('error', reject)
+    })
+    if (received < 1024 * 1024) throw new Error(`only ${received} bytes after the resets; stderr: ${stderr}`)
+    if (server.exitCode !== null) throw new Error(`the server exited (${server.exitCode}): ${stderr}`)
+  } finally {
+    server.kill()
+    await exited
+  }
+}
 
 test('without the platform package the installed package still works through the fallback and says it is not zero-copy', async (t) => {
   const { main, work } = await packAll(t)
