@@ -312,7 +312,7 @@ for (const { name, body } of tests) {
     console.log(`ok - ${name}`)
   } catch (error) {
     failed++
-    console.log(`not ok - ${name}\n  ${String(error && error.stack ? error.stack : error).replaceAll('\n', '\n  ')}`)
+    console.log(`not ok - ${name}\n  ${String(error?.stack ? error.stack : error).replaceAll('\n', '\n  ')}`)
   } finally {
     // Newest first: sockets before their servers, fds after what used them.
     for (const close of cleanup.reverse()) {
