@@ -65,61 +65,6 @@ impl FileCopy {
     self.method
   }
 
-  /// Copies at most `max_chunk` bytes. `EINTR` is returned, as by [`crate::Transfer::step`].
-  pub fn step(
-    &mut self,
-    destination: BorrowedFd<'_>,
-    source: BorrowedFd<'_>,
-    max_chunk: u64,
-  ) -> Result<Step, Errno> {
-    if !self.inspected {
-      self.inspected = true;
-      if let Some(step) = self.inspect(destination, source)? {
-        return Ok(step);
-      }
-    }
-    let wanted = self
-      .remaining
-      .unwrap_or(u64::MAX)
-      .min(max_chunk.max(1))
-      .min(MAX_SENDFILE_CHUNK) as usize;
-    if wanted == 0 {
-      return Ok(Step::Finished);
-    }
-    loop {
-      let result = match self.method {
-        Method::CopyFileRange => platform::copy_file_range(
-          source,
-          &mut self.source_offset,
-          destination,
-          &mut self.destination_offset,
-          wanted,
-        ),
-        Method::Sendfile => self.sendfile_at_destination_offset(destination, source, wanted),
-        Method::ReadWrite => self.read_write(destination, source, wanted),
-      };
-      match result {
-        Ok(0) => return Ok(Step::Finished),
-        Ok(copied) => {
-          self.bytes_copied += copied as u64;
-          if let Some(remaining) = self.remaining.as_mut() {
-            *remaining = remaining.saturating_sub(copied as u64);
-          }
-          return Ok(Step::Sent(copied as u64));
-        }
-        Err(error)
-          if self.bytes_copied == 0 && refuses_pair(error) && self.method != Method::ReadWrite =>
-        {
-          self.method = match self.method {
-            Method::CopyFileRange if self.may_move_destination_position => Method::Sendfile,
-            _ => Method::ReadWrite,
-          };
-        }
-        Err(error) => return Err(error),
-      }
-    }
-  }
-
   /// Runs the copy to its end; unlike a socket transfer, an error after some bytes is still
   /// reported (with the count), since a half-copied file is not a success.
   pub fn run_blocking(&mut self, destination: BorrowedFd<'_>, source: BorrowedFd<'_>) -> Outcome {
@@ -226,13 +171,59 @@ impl FileCopy {
 }
 
 impl Stepwise for FileCopy {
+  /// Copies at most `max_chunk` bytes; `EINTR` is returned (see [`Stepwise::step`]).
   fn step(
     &mut self,
-    out: BorrowedFd<'_>,
-    input: BorrowedFd<'_>,
+    destination: BorrowedFd<'_>,
+    source: BorrowedFd<'_>,
     max_chunk: u64,
   ) -> Result<Step, Errno> {
-    FileCopy::step(self, out, input, max_chunk)
+    if !self.inspected {
+      self.inspected = true;
+      if let Some(step) = self.inspect(destination, source)? {
+        return Ok(step);
+      }
+    }
+    let wanted = self
+      .remaining
+      .unwrap_or(u64::MAX)
+      .min(max_chunk.max(1))
+      .min(MAX_SENDFILE_CHUNK) as usize;
+    if wanted == 0 {
+      return Ok(Step::Finished);
+    }
+    loop {
+      let result = match self.method {
+        Method::CopyFileRange => platform::copy_file_range(
+          source,
+          &mut self.source_offset,
+          destination,
+          &mut self.destination_offset,
+          wanted,
+        ),
+        Method::Sendfile => self.sendfile_at_destination_offset(destination, source, wanted),
+        Method::ReadWrite => self.read_write(destination, source, wanted),
+      };
+      match result {
+        Ok(0) => return Ok(Step::Finished),
+        Ok(copied) => {
+          self.bytes_copied += copied as u64;
+          if let Some(remaining) = self.remaining.as_mut() {
+            *remaining = remaining.saturating_sub(copied as u64);
+          }
+          return Ok(Step::Sent(copied as u64));
+        }
+        Err(error)
+          if self.bytes_copied == 0 && refuses_pair(error) && self.method != Method::ReadWrite =>
+        {
+          self.method = match self.method {
+            Method::CopyFileRange if self.may_move_destination_position => Method::Sendfile,
+            _ => Method::ReadWrite,
+          };
+        }
+        Err(error) => return Err(error),
+      }
+    }
   }
   fn bytes_moved(&self) -> u64 {
     self.bytes_copied

@@ -142,61 +142,6 @@ impl Transfer {
     self.bytes_sent
   }
 
-  /// One `sendfile(2)` call of at most `max_chunk` bytes (and at most [`MAX_SENDFILE_CHUNK`]).
-  /// `EAGAIN` becomes [`Step::WouldBlock`]; `EINTR` is returned (see [`Stepwise::step`]).
-  pub fn step(
-    &mut self,
-    out: BorrowedFd<'_>,
-    input: BorrowedFd<'_>,
-    max_chunk: u64,
-  ) -> Result<Step, Errno> {
-    if !self.inspected {
-      self.inspected = true;
-      self.bound_sending_into_itself(out, input)?;
-    }
-    let wanted = self
-      .remaining
-      .unwrap_or(u64::MAX)
-      .min(max_chunk.max(1))
-      .min(MAX_SENDFILE_CHUNK);
-    if wanted == 0 {
-      return Ok(Step::Finished);
-    }
-    // `wanted` is at most MAX_SENDFILE_CHUNK, so it fits usize on every target.
-    match platform::sendfile(out, input, self.offset.as_mut(), wanted as usize) {
-      Ok(0) => {
-        if self.bytes_sent == 0 && self.size_is_unknown(input) {
-          self.refusal = Some(Refusal::SizeUnknown);
-        }
-        Ok(Step::Finished)
-      }
-      Ok(sent) => {
-        let sent = sent as u64;
-        self.bytes_sent += sent;
-        if let Some(remaining) = self.remaining.as_mut() {
-          *remaining = remaining.saturating_sub(sent);
-        }
-        Ok(Step::Sent(sent))
-      }
-      Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
-      Err(error) => {
-        let first = self.bytes_sent == 0;
-        if first && matches!(error, Errno::EINVAL) && self.size_is_unknown(input) {
-          // procfs and sysfs files cannot be spliced at all, and report size 0.
-          self.refusal = Some(Refusal::SizeUnknown);
-          return Err(error);
-        }
-        if matches!(error, Errno::EINVAL | Errno::EOVERFLOW) && self.offset_is_past_end(input) {
-          return Ok(Step::Finished);
-        }
-        if first && is_refusal(error) {
-          self.refusal = Some(Refusal::Unsupported(error));
-        }
-        Err(error)
-      }
-    }
-  }
-
   /// Whether a source that looks empty only says so: it reports size 0 (procfs, sysfs), yet
   /// `read(2)` finds a byte. Asked only when the first call sent nothing.
   fn size_is_unknown(&self, input: BorrowedFd<'_>) -> bool {
@@ -292,13 +237,59 @@ impl Transfer {
 }
 
 impl Stepwise for Transfer {
+  /// One `sendfile(2)` call of at most `max_chunk` bytes (and at most [`MAX_SENDFILE_CHUNK`]).
+  /// `EAGAIN` becomes [`Step::WouldBlock`]; `EINTR` is returned (see [`Stepwise::step`]).
   fn step(
     &mut self,
     out: BorrowedFd<'_>,
     input: BorrowedFd<'_>,
     max_chunk: u64,
   ) -> Result<Step, Errno> {
-    Transfer::step(self, out, input, max_chunk)
+    if !self.inspected {
+      self.inspected = true;
+      self.bound_sending_into_itself(out, input)?;
+    }
+    let wanted = self
+      .remaining
+      .unwrap_or(u64::MAX)
+      .min(max_chunk.max(1))
+      .min(MAX_SENDFILE_CHUNK);
+    if wanted == 0 {
+      return Ok(Step::Finished);
+    }
+    // `wanted` is at most MAX_SENDFILE_CHUNK, so it fits usize on every target.
+    match platform::sendfile(out, input, self.offset.as_mut(), wanted as usize) {
+      Ok(0) => {
+        if self.bytes_sent == 0 && self.size_is_unknown(input) {
+          self.refusal = Some(Refusal::SizeUnknown);
+        }
+        Ok(Step::Finished)
+      }
+      Ok(sent) => {
+        let sent = sent as u64;
+        self.bytes_sent += sent;
+        if let Some(remaining) = self.remaining.as_mut() {
+          *remaining = remaining.saturating_sub(sent);
+        }
+        Ok(Step::Sent(sent))
+      }
+      Err(Errno::EAGAIN) => Ok(Step::WouldBlock),
+      Err(error) => {
+        let first = self.bytes_sent == 0;
+        if first && matches!(error, Errno::EINVAL) && self.size_is_unknown(input) {
+          // procfs and sysfs files cannot be spliced at all, and report size 0.
+          self.refusal = Some(Refusal::SizeUnknown);
+          return Err(error);
+        }
+        if matches!(error, Errno::EINVAL | Errno::EOVERFLOW) && self.offset_is_past_end(input) {
+          return Ok(Step::Finished);
+        }
+        if first && is_refusal(error) {
+          self.refusal = Some(Refusal::Unsupported(error));
+        }
+        Err(error)
+      }
+    }
   }
   fn bytes_moved(&self) -> u64 {
     self.bytes_sent
