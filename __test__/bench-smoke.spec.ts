@@ -1,9 +1,12 @@
 /**
- * The benchmarks are not part of the test suite, but their smoke modes are, so the scripts never
- * rot: tiny sizes, every scenario, byte counts and hashes checked by the scripts themselves.
+ * The benchmarks are not part of the test suite, but their smoke mode is, so the scripts never
+ * rot: tiny sizes, every scenario, byte counts and hashes checked by the scripts themselves, and
+ * the results files generated (into bench/build/, never over the real ones).
  */
 import test from 'ava'
 import { execFile } from 'node:child_process'
+import * as crypto from 'node:crypto'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 const root = path.join(__dirname, '..')
@@ -16,15 +19,26 @@ function runScript(args: string[]): Promise<{ code: number; output: string }> {
   })
 }
 
-test('the core benchmark runs every scenario in smoke mode and verifies the bytes', async (t) => {
-  const { code, output } = await runScript(['bench/index.ts', '--smoke'])
-  t.is(code, 0, output)
-  for (const scenario of ['bulk', 'concurrency', 'small-calls', 'copy']) t.true(output.includes(scenario), `${scenario} ran`)
-})
+/** The results files only a full `npm run bench` may write. */
+function realResults(): Record<string, string> {
+  const hashes: Record<string, string> = {}
+  for (const name of ['RESULTS.md', 'RESULTS-core.md', 'RESULTS-http.md']) {
+    const file = path.join(root, 'bench', name)
+    hashes[name] = fs.existsSync(file) ? crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex') : 'missing'
+  }
+  return hashes
+}
 
-test('the HTTP benchmark serves and checks both files from every server in smoke mode', async (t) => {
-  const { code, output } = await runScript(['bench/http.ts', '--smoke', '--no-nginx'])
+test('the benchmark runs every scenario in smoke mode, verifies the bytes and writes only into bench/build', async (t) => {
+  const before = realResults()
+  const { code, output } = await runScript(['bench/index.ts', '--smoke', '--no-nginx'])
   t.is(code, 0, output)
-  t.regex(output, /\| 1 MiB \| createStaticHandler \|/)
-  t.regex(output, /\| 16 KiB \| createReadStream pipe \|/)
+  for (const scenario of ['bulk', 'concurrency', 'small-calls', 'copy', 'http']) t.true(output.includes(`scenario ${scenario}`), `${scenario} ran`)
+  // Every target row names its baseline and says whether it was met.
+  t.regex(output, /\| concurrency \| `sendFile\(socket, path\)` wall time, [^|]+ \| C epoll \+ non-blocking `sendfile`, one fd opened at startup/)
+  t.regex(output, /\| http \| `createStaticHandler` requests\/s, 16 KiB file/)
+  const written = [...output.matchAll(/\[bench\] wrote (\S+)/g)].map((match) => match[1])
+  t.true(written.length >= 4, output)
+  for (const file of written) t.true(file.startsWith(path.join('bench', 'build') + path.sep), `a smoke run wrote ${file}`)
+  t.deepEqual(realResults(), before)
 })

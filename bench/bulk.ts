@@ -27,7 +27,10 @@ import {
   warm,
   withChildren,
   runStandalone,
+  sizeLabel,
+  ratioTarget,
   type BenchOptions,
+  type Headline,
   type ScenarioResult,
   type StraceRow,
   type Target,
@@ -154,12 +157,17 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
   const speedVs = (key: string, baseline: string) => withinRuns(key, baseline, (ours, theirs) => ours.gbps / theirs.gbps)
   const cpuAbove = (key: string, baseline: string) => withinRuns(key, baseline, (ours, theirs) => ours.cpuS - theirs.cpuS)
   const med = (key: string, field: keyof Sample) => median((samples.get(key) ?? []).map((sample) => sample[field]))
+  // The faster of the two C loops in each run: the goal is to match C whichever way C does it.
+  const fasterCOf = (run: Map<string, Sample>) => Math.max(...['c', 'c-nonblock'].flatMap((key) => (run.has(key) ? [(run.get(key) as Sample).gbps] : [])))
+  const speedVsFasterC = (key: string) =>
+    median(perRun.flatMap((run) => (run.has(key) && Number.isFinite(fasterCOf(run)) ? [(run.get(key) as Sample).gbps / fasterCOf(run)] : [])))
 
   const rows = SENDERS.map((sender) => [
     sender.label,
     fixed(med(sender.key, 'gbps')),
     (samples.get(sender.key) ?? []).map((sample) => fixed(sample.gbps)).join(', '),
     ratio(speedVs(sender.key, 'c')),
+    ratio(speedVsFasterC(sender.key)),
     ratio(speedVs(sender.key, 'pipeline-default')),
     fixed(med(sender.key, 'cpuS'), 3),
     sender.key === 'c' ? '' : `${cpuAbove(sender.key, 'c') >= 0 ? '+' : ''}${fixed(cpuAbove(sender.key, 'c'), 3)}`,
@@ -167,35 +175,40 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
     fixed(med(sender.key, 'eagain'), 0),
   ])
 
+  const fasterC =
+    'the faster of the two C `sendfile` loops in each run (bench/c/sendfile_loop.c, blocking socket; or non-blocking, ≤ 2 MiB per call, poll() on EAGAIN)'
   const targets: Target[] = []
+  const scale = `${sizeLabel(size)} → 1 socket`
   for (const key of ['sendFile', 'sendfile']) {
-    const vsC = speedVs(key, 'c')
+    const label = key === 'sendFile' ? '`sendFile(socket, path)`' : '`await sendfile(socketFd(socket), fd, 0, size)`'
     const cpu = cpuAbove(key, 'c')
-    const vsPipeline = speedVs(key, 'pipeline-default')
     targets.push(
+      ratioTarget(`${label} throughput, ${scale}`, fasterC, speedVsFasterC(key), '≥', 1.0),
       {
-        what: `${key} throughput vs C loop`,
-        goal: '≥ 0.97×',
-        measured: ratio(vsC, 3),
-        met: vsC >= 0.97,
-        margin: `${fixed(Math.abs(vsC / 0.97 - 1) * 100, 1)}% ${vsC >= 0.97 ? 'above' : 'below'} the goal`,
-      },
-      {
-        what: `${key} CPU above C loop`,
-        goal: '≤ +0.100 s',
+        what: `${label} CPU, ${scale}`,
+        baseline: 'C `sendfile` loop, blocking socket (bench/c/sendfile_loop.c), + 0.1 s',
+        goal: '≤ C + 0.100 s',
         measured: `${cpu >= 0 ? '+' : ''}${fixed(cpu, 3)} s`,
         met: cpu <= 0.1,
-        margin: `${fixed(Math.abs(0.1 - cpu), 3)} s ${cpu <= 0.1 ? 'to spare' : 'over'}`,
+        margin: Number.isFinite(cpu) ? `${fixed(Math.abs(0.1 - cpu), 3)} s ${cpu <= 0.1 ? 'to spare' : 'over'}` : '',
       },
-      {
-        what: `${key} throughput vs default pipeline`,
-        goal: '≥ 3.5×',
-        measured: ratio(vsPipeline),
-        met: vsPipeline >= 3.5,
-        margin: `${fixed(Math.abs(vsPipeline / 3.5 - 1) * 100, 1)}% ${vsPipeline >= 3.5 ? 'above' : 'below'} the goal`,
-      },
+      ratioTarget(
+        `${label} throughput, ${scale}`,
+        '`pipeline(createReadStream(file), socket)`, default 64 KiB chunks',
+        speedVs(key, 'pipeline-default'),
+        '≥',
+        3.5,
+      ),
     )
   }
+  const gb = (key: string) => fixed(med(key, 'gbps'))
+  const headlines: Headline[] = [
+    {
+      scenario: `${sizeLabel(size)} → one TCP socket`,
+      ours: `\`sendFile\` ${gb('sendFile')} GB/s, ${fixed(med('sendFile', 'cpuS'), 2)} s CPU`,
+      baselines: `C sendfile loop ${gb('c')} (non-blocking ${gb('c-nonblock')}); \`pipeline(createReadStream)\` ${gb('pipeline-default')} (1 MiB chunks ${gb('pipeline-1m')})`,
+    },
+  ]
 
   let diagnostics = ''
   if (options.diagnose) {
@@ -211,16 +224,27 @@ export async function runBulk(options: BenchOptions): Promise<ScenarioResult> {
   }
 
   const markdown = [
-    `${fixed(size / MiB, 0)} MiB file (random data, page cache warm) to one TCP connection on 127.0.0.1; receiver: bench/c/sink.c reading 1 MiB at a time. GB/s = 10^9 bytes per second from the receiver's first byte to its EOF. CPU = the sender process's user+sys over its send, all threads. Medians of ${options.runs} run(s); ratios are taken inside each run, then the median.`,
+    `${sizeLabel(size)} file (random data, page cache warm) to one TCP connection on 127.0.0.1; receiver: bench/c/sink.c reading 1 MiB at a time. GB/s = 10^9 bytes per second from the receiver's first byte to its EOF. CPU = the sender process's user+sys over its send, all threads. Medians of ${options.runs} run(s); ratios are taken inside each run, then the median.`,
     '',
     table(
-      ['Sender', 'GB/s', 'runs', 'vs C loop', 'vs default pipeline', 'CPU s', 'CPU − C loop (s)', 'voluntary ctx switches', 'EAGAIN seen by the caller'],
+      [
+        'Sender',
+        'GB/s',
+        'runs',
+        'vs C loop (blocking)',
+        'vs faster C loop',
+        'vs default pipeline',
+        'CPU s',
+        'CPU − C loop (s)',
+        'voluntary ctx switches',
+        'EAGAIN seen by the caller',
+      ],
       rows,
     ),
     '',
     targetTable(targets),
   ].join('\n')
-  return { name: 'bulk', title: '1. Bulk: one file, one socket', markdown: markdown + diagnostics, targets, failures }
+  return { name: 'bulk', title: '1. Bulk: one file, one socket', markdown: markdown + diagnostics, targets, headlines, failures }
 }
 
 if (require.main === module) runStandalone(runBulk)

@@ -1,10 +1,12 @@
 /**
- * Scenario 4, file copy: one 1 GiB file copied within os.tmpdir() by copyFile, copyFileSync,
- * fs.promises.copyFile (the baseline), fs.copyFileSync and cp(1), each copy in a fresh process
- * (in one long-lived process the same call varied 3× from run to run). The destination is
- * deleted before every copy, so each one allocates its blocks afresh.
+ * Scenario 4, file copy, path to path within os.tmpdir(): copyFile and copyFileSync against
+ * fs.promises.copyFile and fs.copyFileSync (and cp(1) for reference) at 4 KiB, 64 KiB, 1 MiB and
+ * 1 GiB; the 1 GiB copy also with an fsync of the destination inside the timing, since ext4's
+ * writeback at close otherwise decides it. Every method and run is a fresh process (in one
+ * long-lived process the same call varied 3× from run to run); the destination is deleted before
+ * every copy, so each one allocates its blocks afresh.
  *
- *   node --import tsx bench/copy.ts [--smoke] [--runs N]
+ *   node --import tsx bench/copy.ts [--smoke] [--runs N] [--no-diagnose]
  */
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -23,6 +25,7 @@ import {
   number,
   parseStraceSummary,
   ratio,
+  ratioTarget,
   sha256File,
   straceTable,
   table,
@@ -32,7 +35,9 @@ import {
   warm,
   withChildren,
   runStandalone,
+  sizeLabel,
   type BenchOptions,
+  type Headline,
   type ScenarioResult,
   type Target,
 } from './lib/common'
@@ -40,18 +45,35 @@ import {
 interface Method {
   key: string
   label: string
+  /** The Node call it is held against: each of ours has the Node twin with the same shape. */
+  baseline?: string
 }
 
 const METHODS: Method[] = [
-  { key: 'copyFile', label: '`await copyFile(src, dst)`' },
-  { key: 'copyFileSync', label: '`copyFileSync(src, dst)`' },
-  { key: 'fs.promises.copyFile', label: '`await fs.promises.copyFile(src, dst)` (baseline)' },
+  { key: 'copyFile', label: '`await copyFile(src, dst)`', baseline: 'fs.promises.copyFile' },
+  { key: 'copyFileSync', label: '`copyFileSync(src, dst)`', baseline: 'fs.copyFileSync' },
+  { key: 'fs.promises.copyFile', label: '`await fs.promises.copyFile(src, dst)`' },
   { key: 'fs.copyFileSync', label: '`fs.copyFileSync(src, dst)`' },
   { key: 'cp', label: '`cp src dst` (coreutils; its time includes exec)' },
 ]
+const NODE_METHODS = METHODS.filter((method) => method.key !== 'cp')
+const OURS = METHODS.filter((method) => method.baseline !== undefined)
 
-/** One copy in a fresh process; its duration in seconds. */
-async function timedCopy(worker: string, method: Method, source: string, destination: string, deadline: number, repeat = 1): Promise<number> {
+/** One variant of the large copy: with or without an fsync of the destination in the timing. */
+interface Variant {
+  key: 'nofsync' | 'fsync'
+  title: string
+  methods: Method[]
+}
+
+const VARIANTS: Variant[] = [
+  { key: 'nofsync', title: 'no fsync (dirty pages left to the kernel)', methods: METHODS },
+  // cp has no fsync of its own; the variant compares the Node calls, each followed by the same fsync.
+  { key: 'fsync', title: 'then open + fsync + close of the destination, inside the timing', methods: NODE_METHODS },
+]
+
+/** One copy (or, with `repeat`, the median of a loop of copies) in a fresh process; seconds. */
+async function timedCopy(worker: string, method: Method, source: string, destination: string, deadline: number, repeat = 1, durable = false): Promise<number> {
   if (method.key === 'cp') {
     const started = process.hrtime.bigint()
     const child = new Child('cp', [source, destination], 'cp')
@@ -59,7 +81,8 @@ async function timedCopy(worker: string, method: Method, source: string, destina
     if (code !== 0) throw new Error(`cp exited with ${code}: ${child.stderr.trim()}`)
     return Number(process.hrtime.bigint() - started) / 1e9
   }
-  const child = new Child(process.execPath, [worker, method.key, source, destination, String(deadline), String(repeat)], `copy ${method.key}`)
+  const args = [worker, method.key, source, destination, String(deadline), String(repeat), durable ? 'fsync' : 'nofsync']
+  const child = new Child(process.execPath, args, `copy ${method.key}`)
   return withChildren([child], async () => {
     const seconds = number(await child.next(deadline * 1000), 'seconds')
     if ((await child.exited(10_000)) !== 0) throw new Error(`exit code: ${child.stderr.trim()}`)
@@ -98,39 +121,18 @@ function prefault(bytes: number): void {
   spawnSync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${bytes}).fill(1)`], { stdio: 'ignore', timeout: 60_000 })
 }
 
-/**
- * `strace -c -w -f` (wall time per syscall) of one extra copy: where the time goes, in
- * particular the close() at which ext4 starts writing back a file that was truncated.
- */
-async function strace(worker: string, method: Method, source: string, destination: string, deadline: number): Promise<string> {
-  const output = tempPath(`strace-copy-${method.key}.txt`)
-  const child = new Child(
-    'strace',
-    [
-      '-c',
-      '-w',
-      '-f',
-      '-o',
-      output,
-      '-e',
-      'trace=copy_file_range,sendfile,ftruncate,close,openat,fchmod',
-      process.execPath,
-      worker,
-      method.key,
-      source,
-      destination,
-      String(deadline),
-    ],
-    `strace ${method.key}`,
-  )
+/** `strace` of one extra worker run; the summary table, or why there is none. */
+async function traced(straceArgs: string[], workerArgs: string[], label: string, deadline: number, limit: number): Promise<string> {
+  const output = tempPath(`strace-copy-${workerArgs[1]}.txt`)
+  const child = new Child('strace', [...straceArgs, '-o', output, process.execPath, ...workerArgs], `strace ${workerArgs[1]}`)
   try {
     return await withChildren([child], async () => {
       await child.next(deadline * 1000)
-      if ((await child.exited(10_000)) !== 0) return `${method.label}: strace failed: ${child.stderr.trim()}`
-      return `${method.label}:\n\n${straceTable(parseStraceSummary(output), 6)}`
+      if ((await child.exited(10_000)) !== 0) return `${label}: strace failed: ${child.stderr.trim()}`
+      return `${label}:\n\n${straceTable(parseStraceSummary(output), limit)}`
     })
   } catch (error) {
-    return `${method.label}: strace failed: ${(error as Error).message}`
+    return `${label}: strace failed: ${(error as Error).message}`
   } finally {
     fs.rmSync(output, { force: true })
   }
@@ -139,6 +141,8 @@ async function strace(worker: string, method: Method, source: string, destinatio
 export async function runCopy(options: BenchOptions): Promise<ScenarioResult> {
   ensurePackageBuilt()
   const size = options.smoke ? 8 * MiB : GiB
+  const smallSizes = [4 * KiB, 64 * KiB, MiB]
+  const smallRepeat = options.smoke ? 20 : 500
   const deadline = options.smoke ? 20 : 120
   const worker = await buildWorker('copy-worker')
   const source = ensureFixture(size)
@@ -149,123 +153,197 @@ export async function runCopy(options: BenchOptions): Promise<ScenarioResult> {
   const expectedHash = sha256File(source, ranges)
   const destination = tempPath('copy.bin')
   const failures: string[] = []
-  const seconds = new Map<string, number[]>(METHODS.map((method) => [method.key, []]))
-  const perRun: Array<Map<string, number>> = []
+  // Seconds per copy, by "<variant or size>/<method>", one entry per run (NaN: failed).
+  const perRun = new Map<string, number[]>()
+  const record = (group: string, key: string, run: number, seconds: number) => {
+    const values = perRun.get(`${group}/${key}`) ?? []
+    values[run] = seconds
+    perRun.set(`${group}/${key}`, values)
+  }
   let diagnostics = ''
-  const small = new Map<string, number[]>(METHODS.map((method) => [method.key, []]))
 
   try {
     for (let run = 0; run < options.runs; run++) {
-      const thisRun = new Map<string, number>()
-      for (let i = 0; i < METHODS.length; i++) {
-        const method = METHODS[(i + run) % METHODS.length]
-        log(`copy run ${run + 1}/${options.runs}: ${method.key}`)
-        fs.rmSync(destination, { force: true })
-        settleWriteback()
-        await waitForQuiet(`copy ${method.key}`, options)
-        prefault(Math.ceil(size * 1.25))
-        try {
-          const elapsed = await timedCopy(worker, method, source, destination, deadline)
-          const copied = fs.statSync(destination).size
-          const hash = sha256File(destination, ranges)
-          if (copied !== size || hash !== expectedHash) {
-            failures.push(`copy ${method.key}: ${copied} of ${size} bytes, sha256 ${hash === expectedHash ? 'matches' : 'differs'}`)
-            continue
+      for (const variant of VARIANTS) {
+        for (let i = 0; i < variant.methods.length; i++) {
+          const method = variant.methods[(i + run) % variant.methods.length]
+          log(`copy ${sizeLabel(size)} ${variant.key} run ${run + 1}/${options.runs}: ${method.key}`)
+          fs.rmSync(destination, { force: true })
+          settleWriteback()
+          await waitForQuiet(`copy ${variant.key} ${method.key}`, options)
+          prefault(Math.ceil(size * 1.25))
+          try {
+            const elapsed = await timedCopy(worker, method, source, destination, deadline, 1, variant.key === 'fsync')
+            const copied = fs.statSync(destination).size
+            const hash = sha256File(destination, ranges)
+            if (copied !== size || hash !== expectedHash) {
+              failures.push(`copy ${variant.key} ${method.key}: ${copied} of ${size} bytes, sha256 ${hash === expectedHash ? 'matches' : 'differs'}`)
+              continue
+            }
+            record(variant.key, method.key, run, elapsed)
+          } catch (error) {
+            failures.push(`copy ${variant.key} ${method.key}: ${(error as Error).message}`)
           }
-          seconds.get(method.key)?.push(elapsed)
-          thisRun.set(method.key, elapsed)
-        } catch (error) {
-          failures.push(`copy ${method.key}: ${(error as Error).message}`)
         }
       }
-      perRun.push(thisRun)
-    }
-    // Small files: what a copy costs beyond moving bytes (opens, stats, thread handoffs).
-    const smallSource = ensureFixture(64 * KiB)
-    const smallRepeat = options.smoke ? 20 : 500
-    for (let run = 0; run < options.runs; run++) {
-      for (const method of METHODS.filter((candidate) => candidate.key !== 'cp')) {
-        log(`copy 64 KiB run ${run + 1}/${options.runs}: ${method.key}`)
-        await waitForQuiet(`copy 64 KiB ${method.key}`, options)
-        try {
-          const seconds = await timedCopy(worker, method, smallSource, destination, deadline, smallRepeat)
-          if (fs.statSync(destination).size !== 64 * KiB || sha256File(destination) !== sha256File(smallSource))
-            throw new Error('the copy differs from its source')
-          small.get(method.key)?.push(seconds)
-        } catch (error) {
-          failures.push(`copy 64 KiB ${method.key}: ${(error as Error).message}`)
+      // Small files: what a copy costs beyond moving bytes (opens, stats, thread handoffs).
+      for (const smallSize of smallSizes) {
+        const smallSource = ensureFixture(smallSize)
+        const expected = sha256File(smallSource)
+        for (let i = 0; i < NODE_METHODS.length; i++) {
+          const method = NODE_METHODS[(i + run) % NODE_METHODS.length]
+          log(`copy ${sizeLabel(smallSize)} run ${run + 1}/${options.runs}: ${method.key}`)
+          await waitForQuiet(`copy ${sizeLabel(smallSize)} ${method.key}`, options)
+          try {
+            const seconds = await timedCopy(worker, method, smallSource, destination, deadline, smallRepeat)
+            if (fs.statSync(destination).size !== smallSize || sha256File(destination) !== expected) throw new Error('the copy differs from its source')
+            record(String(smallSize), method.key, run, seconds)
+          } catch (error) {
+            failures.push(`copy ${sizeLabel(smallSize)} ${method.key}: ${(error as Error).message}`)
+          }
         }
       }
     }
 
     if (options.diagnose) {
-      const traced: string[] = []
-      for (const method of METHODS.filter((candidate) => candidate.key !== 'cp')) {
+      const large: string[] = []
+      for (const method of NODE_METHODS) {
         log(`copy strace -c -w -f: ${method.key}`)
         fs.rmSync(destination, { force: true })
         settleWriteback()
         await waitForQuiet(`copy strace ${method.key}`, options)
         prefault(Math.ceil(size * 1.25))
-        traced.push(await strace(worker, method, source, destination, deadline))
+        large.push(
+          await traced(
+            ['-c', '-w', '-f', '-e', 'trace=copy_file_range,sendfile,ftruncate,close,openat,fchmod,fstat,newfstatat,statx'],
+            [worker, method.key, source, destination, String(deadline)],
+            method.label,
+            deadline,
+            8,
+          ),
+        )
       }
-      diagnostics = `\n\n\`strace -c -w -f\` (wall-clock seconds per syscall) of one extra copy each, file syscalls only:\n\n${traced.join('\n\n')}`
+      const small: string[] = []
+      const tracedRepeat = 200
+      for (const method of NODE_METHODS) {
+        log(`copy 4 KiB strace -c -f: ${method.key}`)
+        await waitForQuiet(`copy 4 KiB strace ${method.key}`, options)
+        small.push(
+          await traced(
+            ['-c', '-f'],
+            [worker, method.key, ensureFixture(4 * KiB), destination, String(deadline), String(tracedRepeat)],
+            method.label,
+            deadline,
+            12,
+          ),
+        )
+      }
+      diagnostics = [
+        '',
+        '',
+        `\`strace -c -w -f\` (wall-clock seconds per syscall) of one extra ${sizeLabel(size)} copy each without fsync, file syscalls only:`,
+        '',
+        large.join('\n\n'),
+        '',
+        `\`strace -c -f\` of one extra 4 KiB worker each: ${2 * tracedRepeat} copies (half of them the warm-up), all syscalls of all threads, top by calls; \`futex\` and \`write\` (eventfd) count the hand-offs between the main thread, libuv's threadpool and the native runtime:`,
+        '',
+        small.join('\n\n'),
+      ].join('\n')
     }
   } finally {
     fs.rmSync(destination, { force: true })
   }
 
-  const gbps = (key: string) => (seconds.get(key) ?? []).map((elapsed) => size / 1e9 / elapsed)
+  const secondsOf = (group: string, key: string) => (perRun.get(`${group}/${key}`) ?? []).filter((value) => Number.isFinite(value))
   // Speed ratio inside one run (baseline time / our time), then the median.
-  const vsBaseline = (key: string) =>
-    median(
-      perRun.flatMap((run) =>
-        run.has(key) && run.has('fs.promises.copyFile') ? [(run.get('fs.promises.copyFile') as number) / (run.get(key) as number)] : [],
-      ),
-    )
-  const rows = METHODS.map((method) => [
-    method.label,
-    fixed(median(gbps(method.key))),
-    gbps(method.key)
-      .map((value) => fixed(value))
-      .join(', '),
-    ratio(vsBaseline(method.key)),
-  ])
+  const speedVs = (group: string, key: string, baseline: string) => {
+    const ours = perRun.get(`${group}/${key}`) ?? []
+    const theirs = perRun.get(`${group}/${baseline}`) ?? []
+    return median(ours.flatMap((seconds, run) => (Number.isFinite(seconds) && Number.isFinite(theirs[run]) ? [theirs[run] / seconds] : [])))
+  }
+  const gbps = (group: string, key: string) => secondsOf(group, key).map((elapsed) => size / 1e9 / elapsed)
+  const versus = (group: string, method: Method) => (method.baseline ? ratio(speedVs(group, method.key, method.baseline)) : '')
 
-  const targets: Target[] = ['copyFile', 'copyFileSync'].map((key) => {
-    const value = vsBaseline(key)
-    return {
-      what: `${key} vs fs.promises.copyFile`,
-      goal: '≥ 1.0×',
-      measured: ratio(value, 3),
-      met: value >= 1,
-      margin: `${fixed(Math.abs(value - 1) * 100, 1)}% ${value >= 1 ? 'faster' : 'slower'}`,
-    }
-  })
+  const largeTables = VARIANTS.flatMap((variant) => [
+    `${sizeLabel(size)}, ${variant.title}:`,
+    '',
+    table(
+      ['Method', 'GB/s', 'runs', 'speed vs its Node twin', 'speed vs fs.promises.copyFile'],
+      variant.methods.map((method) => [
+        method.label,
+        fixed(median(gbps(variant.key, method.key))),
+        gbps(variant.key, method.key)
+          .map((value) => fixed(value))
+          .join(', '),
+        versus(variant.key, method),
+        ratio(speedVs(variant.key, method.key, 'fs.promises.copyFile')),
+      ]),
+    ),
+    '',
+  ])
+  const smallTable = table(
+    [
+      'Method',
+      ...smallSizes.map((smallSize) => `µs per ${sizeLabel(smallSize)} copy (runs)`),
+      ...smallSizes.map((smallSize) => `speed vs its Node twin, ${sizeLabel(smallSize)}`),
+    ],
+    NODE_METHODS.map((method) => [
+      method.label,
+      ...smallSizes.map((smallSize) => {
+        const values = secondsOf(String(smallSize), method.key)
+        return `${fixed(median(values) * 1e6, 0)} (${values.map((value) => fixed(value * 1e6, 0)).join(', ')})`
+      }),
+      ...smallSizes.map((smallSize) => versus(String(smallSize), method)),
+    ]),
+  )
+
+  const groups = [
+    ...smallSizes.map((smallSize) => ({ group: String(smallSize), label: sizeLabel(smallSize) })),
+    { group: 'nofsync', label: sizeLabel(size) },
+    { group: 'fsync', label: `${sizeLabel(size)} + fsync` },
+  ]
+  const targets: Target[] = groups.flatMap(({ group, label }) =>
+    OURS.map((method) => {
+      const baseline = method.baseline as string
+      const twin = METHODS.find((candidate) => candidate.key === baseline) as Method
+      return ratioTarget(
+        `${method.label} speed, ${label}`,
+        `${twin.label}${group === 'fsync' ? ', each followed by the same open + fsync + close' : ''}`,
+        speedVs(group, method.key, baseline),
+        '≥',
+        1.0,
+      )
+    }),
+  )
+  const us = (group: string, key: string) => fixed(median(secondsOf(group, key)) * 1e6, 0)
+  const gb = (group: string, key: string) => fixed(median(gbps(group, key)))
+  const headlines: Headline[] = [
+    {
+      scenario: `copy ${sizeLabel(size)} (with fsync)`,
+      ours: `\`copyFile\` ${gb('nofsync', 'copyFile')} GB/s (${gb('fsync', 'copyFile')})`,
+      baselines: `\`fs.promises.copyFile\` ${gb('nofsync', 'fs.promises.copyFile')} (${gb('fsync', 'fs.promises.copyFile')}), \`cp\` ${gb('nofsync', 'cp')}`,
+    },
+    {
+      scenario: 'copy 4 KiB / 64 KiB / 1 MiB',
+      ours: `\`copyFile\` ${smallSizes.map((smallSize) => us(String(smallSize), 'copyFile')).join(' / ')} µs; \`copyFileSync\` ${smallSizes.map((smallSize) => us(String(smallSize), 'copyFileSync')).join(' / ')} µs`,
+      baselines: `\`fs.promises.copyFile\` ${smallSizes.map((smallSize) => us(String(smallSize), 'fs.promises.copyFile')).join(' / ')} µs; \`fs.copyFileSync\` ${smallSizes.map((smallSize) => us(String(smallSize), 'fs.copyFileSync')).join(' / ')} µs`,
+    },
+  ]
 
   const { tmpdir, tmpfs } = machine()
   const markdown = [
-    `${fixed(size / MiB, 0)} MiB file (page cache warm) copied to a new file in the same directory, ${tmpdir} (${tmpfs}); the destination is deleted and \`sync\` run before each copy, so no writeback is in flight when a copy starts, and 1.25× the file size of memory is faulted in by a throwaway process first (this VM hands freed pages back to its host, which made fresh page cache cost 3-8× more for whichever copy drew those pages); dirty pages a copy leaves behind are not waited for, but a close that starts writeback (ext4's auto_da_alloc after fs.copyFile's ftruncate) is inside that method's timing. Each copy runs in a fresh process; GB/s = 10^9 bytes / wall time of the call inside it. Verified: size and sha256 of ${options.smoke ? 'the whole file' : 'three 1 MiB samples (start, middle, end)'}. Medians of ${options.runs} run(s); ratios are taken inside each run, then the median.`,
+    `Copies to a new file in the same directory, ${tmpdir} (${tmpfs}), source in the page cache. Each of ours is held against its Node twin: \`copyFile\` against \`fs.promises.copyFile\`, \`copyFileSync\` against \`fs.copyFileSync\`; speed = the twin's time / ours, inside each run, then the median of ${options.runs} run(s).`,
     '',
-    table(['Method', 'GB/s', 'runs', 'speed vs fs.promises.copyFile'], rows),
+    `${sizeLabel(size)}: each copy in a fresh process; GB/s = 10^9 bytes / wall time of the call inside it. Before each copy the destination is deleted and \`sync\` run, so no writeback is in flight when a copy starts, and 1.25× the file size of memory is faulted in by a throwaway process (this VM hands freed pages back to its host, which made fresh page cache cost 3-8× more for whichever copy drew those pages). Without fsync, dirty pages a copy leaves behind are not waited for, but a close that starts writeback (ext4's auto_da_alloc after fs.copyFile's ftruncate) is inside that method's timing; with fsync, every method's timing ends with the same open + fsync + close of the destination. Verified: size and sha256 of ${options.smoke ? 'the whole file' : 'three 1 MiB samples (start, middle, end)'}.`,
     '',
-    `64 KiB files (not a target; what each call costs beyond moving bytes): median µs per copy of ${options.smoke ? 20 : 500} copies after as many untimed ones, one process per method and run, destination deleted before each; median of ${options.runs} run(s).`,
+    ...largeTables,
+    `${smallSizes.map(sizeLabel).join(', ')}: median µs per copy of ${smallRepeat} copies after as many untimed ones, one process per method, size and run, destination deleted before each copy (untimed); verified: size and sha256 of the last copy. Lower is better; the speed ratios are the twin's time / ours.`,
     '',
-    table(
-      ['Method', 'µs per 64 KiB copy', 'runs', 'time vs fs.promises.copyFile (lower is better)'],
-      METHODS.filter((method) => method.key !== 'cp').map((method) => {
-        const values = small.get(method.key) ?? []
-        return [
-          method.label,
-          fixed(median(values) * 1e6, 0),
-          values.map((value) => fixed(value * 1e6, 0)).join(', '),
-          ratio(median(values) / median(small.get('fs.promises.copyFile') ?? [])),
-        ]
-      }),
-    ),
+    smallTable,
     '',
     targetTable(targets),
   ].join('\n')
-  return { name: 'copy', title: '4. File copy', markdown: markdown + diagnostics, targets, failures }
+  return { name: 'copy', title: '4. File copy', markdown: markdown + diagnostics, targets, headlines, failures }
 }
 
 if (require.main === module) runStandalone(runCopy)

@@ -1,15 +1,16 @@
 /**
- * HTTP file serving benchmark: createStaticHandler (zero-copy) against the usual
+ * Scenario 5, HTTP file serving: createStaticHandler and serveFile (zero-copy) against the usual
  * fs.createReadStream pipe, and nginx (sendfile on) when it is installed, for a 1 MiB and a
- * 16 KiB file, measured with wrk on the same machine in the same run.
+ * 16 KiB file, on keep-alive connections from wrk when it is installed, else from
+ * bench/c/http_load.c (one thread, the same idea as wrk -t1), in the same run.
  *
- *   node --import tsx bench/http.ts                 # 64 connections, 5 s per scenario
- *   node --import tsx bench/http.ts --smoke         # 1 s, 4 connections: checks the harness works
- *   node --import tsx bench/http.ts --duration 10 --connections 128 --threads 2 --no-nginx
+ *   node --import tsx bench/http.ts [--smoke] [--runs N] [--no-nginx]
+ *       [--duration S] [--connections N] [--threads N]
  *
  * Environment variables BENCH_DURATION, BENCH_CONNECTIONS and BENCH_THREADS set the same.
  * Every server runs in its own process (bench/http-server.ts, or nginx with one worker), so
- * none shares an event loop with wrk or another server. Prints a markdown table.
+ * none shares an event loop with the load or another server. Before any timing, every server's
+ * answer for every file is fetched and compared with the file.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import * as crypto from 'node:crypto'
@@ -20,42 +21,54 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 
 import { isNative } from '..'
-
-const KiB = 1024
-const MiB = 1024 * KiB
+import {
+  Child,
+  compileC,
+  KiB,
+  log,
+  median,
+  MiB,
+  number,
+  ratio,
+  ratioTarget,
+  runStandalone,
+  table,
+  targetTable,
+  waitForQuiet,
+  withChildren,
+  type BenchOptions,
+  type Headline,
+  type ScenarioResult,
+  type Target,
+} from './lib/common'
 
 interface Config {
   duration: number
   connections: number
   threads: number
   warmup: number
-  nginx: boolean
-  smoke: boolean
 }
 
-function config(): Config {
+function config(options: BenchOptions): Config {
   const args = process.argv.slice(2)
   const value = (name: string): string | undefined => {
     const at = args.findIndex((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`))
     if (at === -1) return undefined
     return args[at].includes('=') ? args[at].split('=')[1] : args[at + 1]
   }
-  const number = (name: string, env: string, fallback: number): number => {
+  const integer = (name: string, env: string, fallback: number): number => {
     const raw = value(name) ?? process.env[env]
     const parsed = raw === undefined ? fallback : Number(raw)
     if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`)
     return parsed
   }
-  const smoke = args.includes('--smoke')
   // On a small machine wrk gets fewer threads than cores, so the server has one to itself.
   const defaultThreads = Math.max(1, Math.min(4, os.availableParallelism() - 1))
   return {
-    smoke,
-    duration: number('duration', 'BENCH_DURATION', smoke ? 1 : 5),
-    connections: number('connections', 'BENCH_CONNECTIONS', smoke ? 4 : 64),
-    threads: number('threads', 'BENCH_THREADS', smoke ? 1 : defaultThreads),
-    warmup: smoke ? 0 : 1,
-    nginx: !args.includes('--no-nginx'),
+    duration: integer('duration', 'BENCH_DURATION', options.smoke ? 1 : 4),
+    connections: integer('connections', 'BENCH_CONNECTIONS', options.smoke ? 4 : 64),
+    threads: integer('threads', 'BENCH_THREADS', options.smoke ? 1 : defaultThreads),
+    warmup: options.smoke ? 0 : 1,
   }
 }
 
@@ -67,18 +80,13 @@ function which(command: string): string | undefined {
   }
 }
 
-const children: ChildProcess[] = []
+/** Processes this scenario started itself (the Node servers and nginx, stopped by SIGTERM). */
+const servers: ChildProcess[] = []
 
-function stopAll(): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+function stopServers(): void {
+  for (const child of servers.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
 }
-process.on('exit', stopAll)
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    stopAll()
-    process.exit(130)
-  })
-}
+process.on('exit', stopServers)
 
 /** Rejects when `promise` has not settled in `ms`: every wait here is bounded. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -90,14 +98,15 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 interface Server {
-  name: string
+  key: string
+  label: string
   port: number
 }
 
 /** Starts bench/http-server.ts in its own process; resolves when it prints its port. */
-async function startNodeServer(name: string, kind: string, root: string): Promise<Server> {
+async function startNodeServer(key: string, label: string, kind: string, root: string): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'http-server.ts'), kind, root], { stdio: ['ignore', 'pipe', 'inherit'] })
-  children.push(child)
+  servers.push(child)
   const port = await within(
     new Promise<number>((resolve, reject) => {
       let output = ''
@@ -106,12 +115,12 @@ async function startNodeServer(name: string, kind: string, root: string): Promis
         const match = /listening (\d+)/.exec(output)
         if (match) resolve(Number(match[1]))
       })
-      child.once('exit', (code) => reject(new Error(`${name} server exited with ${code}`)))
+      child.once('exit', (code) => reject(new Error(`${label} server exited with ${code}`)))
     }),
     30_000,
-    `starting the ${name} server`,
+    `starting the ${label} server`,
   )
-  return { name, port }
+  return { key, label, port }
 }
 
 function freePort(): Promise<number> {
@@ -171,9 +180,9 @@ http {
 `,
   )
   const child = spawn(nginx, ['-p', prefix, '-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] })
-  children.push(child)
+  servers.push(child)
   await waitForPort(port, child, 'nginx')
-  return { name: 'nginx (sendfile on)', port }
+  return { key: 'nginx', label: 'nginx (sendfile on)', port }
 }
 
 /** Fetches a file from a server and checks every byte, so a fast wrong server cannot win. */
@@ -183,7 +192,7 @@ async function verify(server: Server, name: string, expected: Buffer): Promise<v
       http
         .get({ host: '127.0.0.1', port: server.port, path: `/${name}`, agent: false }, (response) => {
           const chunks: Buffer[] = []
-          if (response.statusCode !== 200) reject(new Error(`${server.name} answered ${response.statusCode} for ${name}`))
+          if (response.statusCode !== 200) reject(new Error(`${server.label} answered ${response.statusCode} for ${name}`))
           response.on('data', (chunk: Buffer) => chunks.push(chunk))
           response.on('end', () => resolve(Buffer.concat(chunks)))
           response.on('error', reject)
@@ -191,149 +200,169 @@ async function verify(server: Server, name: string, expected: Buffer): Promise<v
         .on('error', reject)
     }),
     10_000,
-    `GET /${name} from ${server.name}`,
+    `GET /${name} from ${server.label}`,
   )
   const hash = (data: Buffer) => crypto.createHash('sha256').update(data).digest('hex')
-  if (hash(body) !== hash(expected)) throw new Error(`${server.name} sent wrong bytes for ${name}`)
+  if (hash(body) !== hash(expected)) throw new Error(`${server.label} sent wrong bytes for ${name}`)
 }
 
 interface Measurement {
-  requests: number
+  requestsPerS: number
   errors: string
 }
 
-function runWrk(wrk: string, port: number, name: string, seconds: number, cfg: Config): Promise<Measurement> {
-  return within(
-    new Promise<Measurement>((resolve, reject) => {
-      const child = spawn(wrk, ['-t', String(cfg.threads), '-c', String(cfg.connections), '-d', `${seconds}s`, `http://127.0.0.1:${port}/${name}`], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      children.push(child)
-      let output = ''
-      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-      child.once('exit', (code) => {
-        const rate = /Requests\/sec:\s*([\d.]+)/.exec(output)
-        if (code !== 0 || !rate) return reject(new Error(`wrk failed (${code}):\n${output}`))
-        const errors = [/Socket errors:[^\n]*/.exec(output)?.[0], /Non-2xx or 3xx responses:[^\n]*/.exec(output)?.[0]].filter(Boolean).join('; ')
-        resolve({ requests: Number(rate[1]), errors })
-      })
-    }),
-    (seconds + 30) * 1000,
-    'wrk',
-  )
+/** The load generator: wrk when installed, else the C one; both keep-alive, both discard bodies. */
+interface LoadGenerator {
+  name: string
+  run(port: number, name: string, seconds: number): Promise<Measurement>
 }
 
-/**
- * Smoke runs on a machine without wrk: keep-alive requests from this process, enough to prove
- * the servers and the harness work (the figures mean nothing; real runs need wrk).
- */
-async function runNodeLoad(port: number, name: string, seconds: number, cfg: Config): Promise<Measurement> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: cfg.connections })
-  const deadline = Date.now() + seconds * 1000
-  let requests = 0
-  let failures = 0
-  const client = async () => {
-    while (Date.now() < deadline) {
-      const ok = await new Promise<boolean>((resolve) => {
-        http
-          .get({ host: '127.0.0.1', port, path: `/${name}`, agent }, (res) => {
-            res
-              .on('data', () => {})
-              .on('end', () => resolve(res.statusCode === 200))
-              .on('error', () => resolve(false))
-          })
-          .on('error', () => resolve(false))
+function wrkLoad(wrk: string, cfg: Config): LoadGenerator {
+  return {
+    name: `wrk -t${cfg.threads} -c${cfg.connections}`,
+    async run(port, name, seconds) {
+      const child = new Child(wrk, ['-t', String(cfg.threads), '-c', String(cfg.connections), '-d', `${seconds}s`, `http://127.0.0.1:${port}/${name}`], 'wrk')
+      return withChildren([child], async () => {
+        const code = await child.exited((seconds + 30) * 1000)
+        const output = child.stdout
+        const rate = /Requests\/sec:\s*([\d.]+)/.exec(output)
+        if (code !== 0 || !rate) throw new Error(`wrk failed (${code}):\n${output}${child.stderr}`)
+        const errors = [/Socket errors:[^\n]*/.exec(output)?.[0], /Non-2xx or 3xx responses:[^\n]*/.exec(output)?.[0]].filter(Boolean).join('; ')
+        return { requestsPerS: Number(rate[1]), errors }
       })
-      if (ok) requests++
-      else failures++
-    }
+    },
   }
-  await Promise.all(Array.from({ length: cfg.connections }, client))
-  agent.destroy()
-  return { requests: requests / seconds, errors: failures > 0 ? `${failures} failed requests` : '' }
+}
+
+function cLoad(binary: string, cfg: Config): LoadGenerator {
+  return {
+    name: `bench/c/http_load.c (one thread, ${cfg.connections} connections; wrk is not installed)`,
+    async run(port, name, seconds) {
+      const child = new Child(binary, [String(port), `/${name}`, String(cfg.connections), String(seconds), String(seconds + 30)], 'http_load')
+      return withChildren([child], async () => {
+        const result = await child.next((seconds + 30) * 1000)
+        if ((await child.exited(10_000)) !== 0) throw new Error(`http_load failed: ${child.stderr.trim()}`)
+        const errors = number(result, 'errors')
+        return { requestsPerS: number(result, 'requests') / number(result, 'seconds'), errors: errors > 0 ? `${errors} failed connections` : '' }
+      })
+    },
+  }
 }
 
 function format(value: number, digits = 0): string {
-  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+  return Number.isFinite(value) ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a'
 }
 
-async function main(): Promise<void> {
-  const cfg = config()
+const SIZES = [
+  { name: '1mib.bin', label: '1 MiB', bytes: MiB, goal: 1.6 },
+  { name: '16kib.bin', label: '16 KiB', bytes: 16 * KiB, goal: 1.3 },
+]
+
+export async function runHttp(options: BenchOptions): Promise<ScenarioResult> {
+  const cfg = config(options)
   const wrk = which('wrk')
-  if (!wrk && !cfg.smoke) throw new Error('wrk is not installed (apt-get install -y wrk)')
-  const load = (port: number, name: string, seconds: number) => (wrk ? runWrk(wrk, port, name, seconds, cfg) : runNodeLoad(port, name, seconds, cfg))
-  const nginx = cfg.nginx ? which('nginx') : undefined
+  const load = wrk ? wrkLoad(wrk, cfg) : cLoad(compileC('http_load'), cfg)
+  const nginx = options.nginx ? which('nginx') : undefined
+  const failures: string[] = []
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sendfile-bench-'))
   const root = path.join(work, 'public')
   fs.mkdirSync(root)
   // The nginx worker must be able to read them whatever user it runs as.
   fs.chmodSync(work, 0o755)
-  const sizes = [
-    { name: '1mib.bin', label: '1 MiB', data: crypto.randomBytes(MiB), target: 1.6 },
-    { name: '16kib.bin', label: '16 KiB', data: crypto.randomBytes(16 * KiB), target: 1.3 },
-  ]
-  for (const { name, data } of sizes) fs.writeFileSync(path.join(root, name), data, { mode: 0o644 })
+  const files = SIZES.map((size) => ({ ...size, data: crypto.randomBytes(size.bytes) }))
+  for (const { name, data } of files) fs.writeFileSync(path.join(root, name), data, { mode: 0o644 })
 
+  // requests/s by "<size>/<server>", one entry per run.
+  const perRun = new Map<string, number[]>()
+  const errors = new Map<string, string>()
+  let list: Server[] = []
   try {
-    const servers = [
-      await startNodeServer('createStaticHandler', 'static', root),
-      await startNodeServer('serveFile', 'serve-file', root),
-      await startNodeServer('createReadStream pipe', 'stream', root),
+    list = [
+      await startNodeServer('static', 'createStaticHandler', 'static', root),
+      await startNodeServer('serve-file', 'serveFile', 'serve-file', root),
+      await startNodeServer('stream', 'createReadStream pipe', 'stream', root),
     ]
-    if (nginx) servers.push(await startNginx(nginx, root, work))
-    for (const server of servers) for (const { name, data } of sizes) await verify(server, name, data)
+    if (nginx) list.push(await startNginx(nginx, root, work))
+    for (const server of list) for (const { name, data } of files) await verify(server, name, data)
 
-    // nginx -v prints to stderr.
-    const nginxVersion = nginx
-      ? spawnSync(nginx, ['-v'], { encoding: 'utf8' })
-          .stderr.trim()
-          .replace(/^nginx version: /, '')
-      : 'nginx not installed'
-    console.log(`# HTTP file serving, ${new Date().toISOString()}`)
-    console.log('')
-    console.log(
-      `node ${process.version}, Linux ${os.release()}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model.trim()}), native binding: ${isNative}, ${nginxVersion}`,
-    )
-    console.log(
-      `${wrk ? 'wrk' : 'node keep-alive load (wrk not installed)'} -t${cfg.threads} -c${cfg.connections} -d${cfg.duration}s${cfg.warmup ? ` after a ${cfg.warmup} s warm-up` : ''}, keep-alive, 127.0.0.1, each server in its own process${cfg.smoke ? ' (SMOKE RUN: numbers mean nothing)' : ''}`,
-    )
-    console.log('')
-    console.log('| file | server | requests/s | throughput MB/s | ratio vs createReadStream |')
-    console.log('| --- | --- | ---: | ---: | ---: |')
-    const verdicts: string[] = []
-    for (const size of sizes) {
-      const results = new Map<string, Measurement>()
-      for (const server of servers) {
-        if (cfg.warmup) await load(server.port, size.name, cfg.warmup)
-        results.set(server.name, await load(server.port, size.name, cfg.duration))
+    for (let run = 0; run < options.runs; run++) {
+      for (const size of files) {
+        for (let i = 0; i < list.length; i++) {
+          const server = list[(i + run) % list.length]
+          log(`http ${size.label} run ${run + 1}/${options.runs}: ${server.key}`)
+          await waitForQuiet(`http ${size.label} ${server.key}`, options)
+          try {
+            if (cfg.warmup) await load.run(server.port, size.name, cfg.warmup)
+            const measured = await load.run(server.port, size.name, cfg.duration)
+            const values = perRun.get(`${size.label}/${server.key}`) ?? []
+            values[run] = measured.requestsPerS
+            perRun.set(`${size.label}/${server.key}`, values)
+            if (measured.errors) errors.set(`${size.label}/${server.key}`, measured.errors)
+          } catch (error) {
+            failures.push(`http ${size.label} ${server.key}: ${(error as Error).message}`)
+          }
+        }
       }
-      const baseline = (results.get('createReadStream pipe') as Measurement).requests
-      for (const server of servers) {
-        const { requests, errors } = results.get(server.name) as Measurement
-        const megabytes = (requests * size.data.length) / 1e6
-        console.log(
-          `| ${size.label} | ${server.name} | ${format(requests)} | ${format(megabytes, 1)} | ${(requests / baseline).toFixed(2)}×${errors ? ` (${errors})` : ''} |`,
-        )
-      }
-      const ratio = (results.get('createStaticHandler') as Measurement).requests / baseline
-      verdicts.push(
-        `${size.label}: createStaticHandler ${ratio.toFixed(2)}× the createReadStream baseline (target ≥ ${size.target}×): ${ratio >= size.target ? 'met' : 'NOT met'}`,
-      )
     }
-    console.log('')
-    console.log('Throughput counts body bytes (requests/s × file size); the ratio is the same for requests/s and MB/s.')
-    if (cfg.smoke) console.log('- smoke run: targets not judged')
-    else for (const verdict of verdicts) console.log(`- ${verdict}`)
   } finally {
-    stopAll()
+    stopServers()
     fs.rmSync(work, { recursive: true, force: true })
   }
+
+  const rates = (size: string, key: string) => (perRun.get(`${size}/${key}`) ?? []).filter((value) => Number.isFinite(value))
+  const speedVs = (size: string, key: string, baseline: string) => {
+    const ours = perRun.get(`${size}/${key}`) ?? []
+    const theirs = perRun.get(`${size}/${baseline}`) ?? []
+    return median(ours.flatMap((value, run) => (Number.isFinite(value) && Number.isFinite(theirs[run]) ? [value / theirs[run]] : [])))
+  }
+  const rows = files.flatMap((size) =>
+    list.map((server) => {
+      const requests = median(rates(size.label, server.key))
+      const error = errors.get(`${size.label}/${server.key}`)
+      return [
+        size.label,
+        server.label,
+        format(requests),
+        rates(size.label, server.key)
+          .map((value) => format(value))
+          .join(', '),
+        format((requests * size.bytes) / 1e6, 1),
+        `${ratio(speedVs(size.label, server.key, 'stream'))}${error ? ` (${error})` : ''}`,
+      ]
+    }),
+  )
+  const targets: Target[] = files.map((size) =>
+    ratioTarget(
+      `\`createStaticHandler\` requests/s, ${size.label} file, ${cfg.connections} keep-alive connections`,
+      'node:http with `fs.stat` + `pipeline(fs.createReadStream(file), res)` (bench/http-server.ts `stream`)',
+      speedVs(size.label, 'static', 'stream'),
+      '≥',
+      size.goal,
+    ),
+  )
+  const headlines: Headline[] = files.map((size) => ({
+    scenario: `HTTP ${size.label} file, ${cfg.connections} connections`,
+    ours: `static handler ${format(median(rates(size.label, 'static')))} req/s`,
+    baselines: `\`createReadStream\` ${format(median(rates(size.label, 'stream')))}${nginx ? `, nginx ${format(median(rates(size.label, 'nginx')))}` : ' (nginx not installed)'}`,
+  }))
+
+  const nginxVersion = nginx
+    ? // nginx -v prints to stderr.
+      spawnSync(nginx, ['-v'], { encoding: 'utf8' })
+        .stderr.trim()
+        .replace(/^nginx version: /, '')
+    : options.nginx
+      ? 'nginx not installed'
+      : 'nginx left out (--no-nginx)'
+  const markdown = [
+    `${load.name}, ${cfg.duration} s per measurement${cfg.warmup ? ` after a ${cfg.warmup} s warm-up` : ''}, keep-alive, 127.0.0.1, each server in its own process; native binding: ${isNative}; ${nginxVersion}. Every server's answer for each file was fetched and compared with the file before timing. Medians of ${options.runs} run(s); the ratios are taken inside each run (server order rotated per run). Throughput counts body bytes (requests/s × file size).`,
+    '',
+    table(['file', 'server', 'requests/s', 'runs', 'throughput MB/s', 'speed vs createReadStream'], rows),
+    '',
+    targetTable(targets),
+  ].join('\n')
+  return { name: 'http', title: '5. HTTP file serving', markdown, targets, headlines, failures }
 }
 
-main().catch((error: unknown) => {
-  console.error(error)
-  stopAll()
-  process.exitCode = 1
-})
+if (require.main === module) runStandalone(runHttp)

@@ -1,8 +1,15 @@
 /**
- * Runs every core benchmark scenario and writes bench/RESULTS-core.md (smoke runs write
- * bench/build/RESULTS-smoke.md instead, so they never overwrite real figures).
+ * Runs every benchmark scenario and writes all the results from that one run:
+ * bench/RESULTS-core.md (bulk, concurrency, small calls, copy), bench/RESULTS-http.md (HTTP),
+ * bench/RESULTS.md (every target beside its baseline) and the README's performance section
+ * (between its bench:start / bench:end markers). `npm run bench` is this after a build.
  *
- *   node --import tsx bench/index.ts [--smoke] [--runs N] [--only bulk,concurrency,small-calls,copy] [--no-diagnose]
+ *   node --import tsx bench/index.ts [--smoke] [--runs N] [--only bulk,concurrency,small-calls,copy,http] [--no-diagnose] [--no-nginx]
+ *
+ * Only a full run (no --smoke, no --only) touches those files. Smoke runs write
+ * bench/build/RESULTS-smoke*.md, partial runs bench/build/RESULTS-partial*.md (the same files,
+ * summary and README section included, so their generation is exercised), and never anything
+ * tracked: a file of figures from different runs is what this layout exists to prevent.
  *
  * Exits non-zero when any scenario fails or delivers wrong bytes. Missed performance targets
  * are reported, never failures: the numbers depend on the machine.
@@ -12,6 +19,7 @@ import * as path from 'node:path'
 import { runBulk } from './bulk'
 import { runConcurrency } from './concurrency'
 import { runCopy } from './copy'
+import { runHttp } from './http'
 import {
   BENCH_DIR,
   BUILD_DIR,
@@ -23,31 +31,36 @@ import {
   median,
   parseOptions,
   QUIET,
-  table,
+  REPO_DIR,
+  sameCode,
   type BenchOptions,
   type ScenarioResult,
 } from './lib/common'
+import { type DetailedFile, detailedFile, hasReadmeMarkers, readmeSection, replaceReadmeSection, type RunInfo, summaryFile } from './lib/report'
 import { runSmallCalls } from './small-calls'
 
-const SCENARIOS: Array<{ name: string; title: string; run: (options: BenchOptions) => Promise<ScenarioResult> }> = [
-  { name: 'bulk', title: '1. Bulk: one file, one socket', run: runBulk },
-  { name: 'concurrency', title: '2. Concurrency: 1000 connections at once', run: runConcurrency },
-  { name: 'small-calls', title: '3. Small calls: 4 KiB sendfileSync', run: runSmallCalls },
-  { name: 'copy', title: '4. File copy', run: runCopy },
+interface Scenario {
+  name: string
+  title: string
+  /** Which detailed file its tables go to. */
+  file: 'core' | 'http'
+  run: (options: BenchOptions) => Promise<ScenarioResult>
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'bulk', title: '1. Bulk: one file, one socket', file: 'core', run: runBulk },
+  { name: 'concurrency', title: '2. Concurrency: 1000 connections at once', file: 'core', run: runConcurrency },
+  { name: 'small-calls', title: '3. Small calls: 4 KiB sendfileSync', file: 'core', run: runSmallCalls },
+  { name: 'copy', title: '4. File copy', file: 'core', run: runCopy },
+  { name: 'http', title: '5. HTTP file serving', file: 'http', run: runHttp },
 ]
 
-export const RESULTS_FILE = path.join(BENCH_DIR, 'RESULTS-core.md')
-const ANALYSIS_START = '<!-- analysis:start (kept when the file is regenerated) -->'
-const ANALYSIS_END = '<!-- analysis:end -->'
-
-/** The hand-written analysis of the previous results file, which a new run must not erase. */
-export function keptAnalysis(file: string): string {
-  const previous = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : ''
-  const start = previous.indexOf(ANALYSIS_START)
-  const end = previous.indexOf(ANALYSIS_END)
-  if (start >= 0 && end > start) return previous.slice(start, end + ANALYSIS_END.length)
-  return `${ANALYSIS_START}\n## Analysis\n\n(Not written yet: where a target is missed, say by how much, why, and what would close it.)\n${ANALYSIS_END}`
+const DETAILED = {
+  core: { name: 'RESULTS-core.md', title: 'Core benchmark results', covers: 'bulk, concurrency, small calls, copy' },
+  http: { name: 'RESULTS-http.md', title: 'HTTP benchmark results', covers: 'HTTP file serving' },
 }
+const SUMMARY = 'RESULTS.md'
+const README = path.join(REPO_DIR, 'README.md')
 
 function loadSummary(): string {
   if (loadChecks.length === 0) return ''
@@ -61,78 +74,90 @@ function loadSummary(): string {
   ].join(' ')
 }
 
-export async function runAll(argv: string[]): Promise<{ failures: string[]; markdown: string }> {
+/** The command as a reader would type it to get the same files. */
+function commandLine(argv: string[]): string {
+  if (process.env.npm_lifecycle_event === 'bench' && argv.length === 0) return 'npm run bench'
+  return `${process.env.BENCH_RUNS ? `BENCH_RUNS=${process.env.BENCH_RUNS} ` : ''}node --import tsx bench/index.ts${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`
+}
+
+/** Where this run's files go: the tracked ones only for a full run. */
+function outputs(options: BenchOptions): { directory: string; prefix: string; readme: string } {
+  if (options.smoke) return { directory: BUILD_DIR, prefix: 'smoke-', readme: path.join(BUILD_DIR, 'smoke-README-section.md') }
+  if (options.only.size > 0) return { directory: BUILD_DIR, prefix: 'partial-', readme: path.join(BUILD_DIR, 'partial-README-section.md') }
+  return { directory: BENCH_DIR, prefix: '', readme: README }
+}
+
+function write(file: string, text: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, text)
+  log(`wrote ${path.relative(process.cwd(), file)}`)
+}
+
+export async function runAll(argv: string[]): Promise<{ failures: string[]; summary: string }> {
   const options = parseOptions(argv)
-  const started = Date.now()
-  const codeAtStart = codeUnderTest()
-  const results: ScenarioResult[] = []
+  for (const name of options.only) if (!SCENARIOS.some((scenario) => scenario.name === name)) throw new Error(`--only: no scenario named ${name}`)
+  // Checked before the run, not after fifteen minutes of it.
+  if (outputs(options).readme === README && !hasReadmeMarkers(fs.readFileSync(README, 'utf8')))
+    throw new Error('README.md lacks the bench:start / bench:end markers')
+  const started = new Date()
+  const code = codeUnderTest()
+  const results: Array<{ scenario: Scenario; result: ScenarioResult }> = []
   for (const scenario of SCENARIOS) {
     if (options.only.size > 0 && !options.only.has(scenario.name)) continue
     log(`scenario ${scenario.name}${options.smoke ? ' (smoke)' : ''}`)
     try {
-      results.push(await scenario.run(options))
+      results.push({ scenario, result: await scenario.run(options) })
     } catch (error) {
       results.push({
-        name: scenario.name,
-        title: scenario.title,
-        markdown: `Failed to run: ${(error as Error).message}`,
-        targets: [],
-        failures: [`${scenario.name}: ${(error as Error).stack ?? String(error)}`],
+        scenario,
+        result: {
+          name: scenario.name,
+          title: scenario.title,
+          markdown: `Failed to run: ${(error as Error).message}`,
+          targets: [],
+          headlines: [],
+          failures: [`${scenario.name}: ${(error as Error).stack ?? String(error)}`],
+        },
       })
     }
   }
-  const failures = results.flatMap((result) => result.failures)
-  const host = machine()
   const codeAtEnd = codeUnderTest()
-  const code =
-    codeAtEnd === codeAtStart
-      ? codeAtStart
-      : `at the start ${codeAtStart}; at the end ${codeAtEnd} (the workers load index.js and the .node file: only a change to their build times means the measured code changed)`
-  const command = `${process.env.BENCH_RUNS ? `BENCH_RUNS=${process.env.BENCH_RUNS} ` : ''}node --import tsx bench/index.ts${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`
-  const allTargets = results.flatMap((result) =>
-    result.targets.map((target) => [
-      result.name,
-      target.what,
-      target.goal,
-      target.measured,
-      target.measured.startsWith('n/a') ? 'n/a (not measured)' : target.met ? 'yes' : '**no**',
-      target.measured.startsWith('n/a') ? '' : target.margin,
-    ]),
-  )
-  const markdown = [
-    `# Core benchmark results${options.smoke ? ' (smoke: tiny sizes, figures meaningless)' : ''}`,
-    '',
-    `Generated by \`${command}\` on ${new Date().toISOString()} in ${fixed((Date.now() - started) / 1000, 0)} s. Regenerate with the same command; the Analysis section below is kept.`,
-    '',
-    table(
-      ['CPU', 'nproc', 'kernel (uname -r)', 'Node', 'os.tmpdir()'],
-      [[host.cpu, String(host.nproc), host.kernel, host.node, `${host.tmpdir} (${host.tmpfs})`]],
-    ),
-    '',
-    `Code measured: ${code}.`,
-    '',
-    `Runs per figure: ${options.runs} (medians; \`--runs N\` or BENCH_RUNS). Every child (senders, servers, C helpers) is its own process with a deadline. ${loadSummary()}`,
-    '',
-    '## Targets',
-    '',
-    table(['Scenario', 'Target', 'Goal', 'Measured', 'Met', 'Margin'], allTargets),
-    '',
-    ...results.flatMap((result) => [`## ${result.title}`, '', result.markdown, '']),
-    failures.length > 0 ? `## Failures\n\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : '',
-    options.smoke ? '' : keptAnalysis(RESULTS_FILE),
-    '',
-  ].join('\n')
-  const output = options.smoke ? path.join(BUILD_DIR, 'RESULTS-smoke.md') : RESULTS_FILE
-  fs.mkdirSync(path.dirname(output), { recursive: true })
-  fs.writeFileSync(output, markdown)
-  log(`wrote ${path.relative(process.cwd(), output)}`)
-  return { failures, markdown }
+  const run: RunInfo = {
+    id: started.toISOString(),
+    command: commandLine(argv),
+    durationS: (Date.now() - started.getTime()) / 1000,
+    host: machine(),
+    code,
+    codeAtEnd: sameCode(code, codeAtEnd) ? undefined : codeAtEnd,
+    runs: options.runs,
+    smoke: options.smoke,
+    load: loadSummary(),
+  }
+
+  const { directory, prefix, readme } = outputs(options)
+  const all = results.map(({ result }) => result)
+  const detailed: DetailedFile[] = []
+  for (const kind of ['core', 'http'] as const) {
+    const mine = results.filter(({ scenario }) => scenario.file === kind).map(({ result }) => result)
+    if (mine.length === 0) continue
+    const { name, title, covers } = DETAILED[kind]
+    const file = path.join(directory, `${prefix}${name}`)
+    // The analysis is kept from the tracked file; smoke and partial files carry none.
+    write(file, detailedFile(title, run, mine, prefix === '' ? file : undefined))
+    detailed.push({ file: `${prefix}${name}`, covers, sections: new Map(mine.map((result) => [result.name, result.title])) })
+  }
+  const summary = summaryFile(run, all, detailed, prefix === '' ? path.join(BENCH_DIR, SUMMARY) : undefined)
+  write(path.join(directory, `${prefix}${SUMMARY}`), summary)
+  const section = readmeSection(run, all)
+  write(readme, readme === README ? replaceReadmeSection(fs.readFileSync(README, 'utf8'), section) : `${section}\n`)
+  log(`done in ${fixed(run.durationS, 0)} s`)
+  return { failures: all.flatMap((result) => result.failures), summary }
 }
 
 if (require.main === module) {
   runAll(process.argv.slice(2)).then(
-    ({ failures, markdown }) => {
-      console.log(markdown)
+    ({ failures, summary }) => {
+      console.log(summary)
       for (const failure of failures) console.error(`FAILED: ${failure}`)
       process.exit(failures.length > 0 ? 1 : 0)
     },

@@ -28,9 +28,11 @@ export interface BenchOptions {
   only: Set<string>
   /** Run strace/perf on the bulk senders after the timed runs (full mode only). */
   diagnose: boolean
+  /** Include nginx in the HTTP scenario when it is installed (`--no-nginx`: never). */
+  nginx: boolean
 }
 
-/** `--smoke`, `--runs N` (or BENCH_RUNS), `--only a,b`, `--no-diagnose`. */
+/** `--smoke`, `--runs N` (or BENCH_RUNS), `--only a,b`, `--no-diagnose`, `--no-nginx`. */
 export function parseOptions(argv: string[] = process.argv.slice(2)): BenchOptions {
   const smoke = argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
   const runsIndex = argv.indexOf('--runs')
@@ -39,7 +41,7 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): BenchOptio
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${runsText}`)
   const onlyIndex = argv.indexOf('--only')
   const only = new Set(onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',').filter(Boolean) : [])
-  return { smoke, runs, only, diagnose: !smoke && !argv.includes('--no-diagnose') }
+  return { smoke, runs, only, diagnose: !smoke && !argv.includes('--no-diagnose'), nginx: !argv.includes('--no-nginx') }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,31 +67,102 @@ export function machine(): Machine {
   }
 }
 
-/**
- * Which code was measured: other people edit index.ts and the crates while benchmarks run, so
- * the results name the commit, what differs from it, and when the loaded artifacts were built.
- */
-export function codeUnderTest(): string {
-  // Not trimmed: porcelain lines start with a meaningful space (" M file").
-  const git = (...args: string[]) => {
-    try {
-      return execFileSync('git', args, { cwd: REPO_DIR, encoding: 'utf8', timeout: 5000 })
-    } catch {
-      return ''
-    }
+/** The paths whose code the workers load; `git status --porcelain` over them says whether the tree was clean. */
+export const MEASURED_PATHS = ['lib', 'crates', 'index.ts', 'binding.js']
+
+/** Which code a run measured, so a results file can be traced to it and a changed build noticed. */
+export interface Provenance {
+  /** `git rev-parse --short HEAD`. */
+  commit: string
+  /** Files under {@link MEASURED_PATHS} that differ from the commit (empty: clean). */
+  measuredChanges: string[]
+  /** Files under bench/ that differ from the commit: the harness itself, reported apart. */
+  benchChanges: string[]
+  /** sha256 (first 12 hex digits) of each loaded artifact, with its build time. */
+  artifacts: Array<{ file: string; sha256: string; builtAt: string }>
+}
+
+function git(...args: string[]): string {
+  try {
+    return execFileSync('git', args, { cwd: REPO_DIR, encoding: 'utf8', timeout: 5000 })
+  } catch {
+    return ''
   }
-  const commit = git('rev-parse', '--short', 'HEAD').trim() || 'unknown'
-  const changed = git('status', '--porcelain', '--', 'index.ts', 'http.ts', 'crates')
+}
+
+function porcelain(...paths: string[]): string[] {
+  // Not trimmed: porcelain lines start with a meaningful space (" M file").
+  return git('status', '--porcelain', '--', ...paths)
     .split('\n')
     .filter((line) => line.length > 3)
     .map((line) => line.slice(3))
-  const built = ['index.js', 'sendfile.linux-x64-gnu.node']
-    .map((file) => {
-      const stats = fs.statSync(path.join(REPO_DIR, file), { throwIfNoEntry: false })
-      return stats ? `${file} built ${stats.mtime.toISOString()}` : `${file} missing`
-    })
-    .join(', ')
-  return `commit ${commit}${changed.length > 0 ? ` plus uncommitted changes to ${changed.join(', ')}` : ''}; ${built}`
+}
+
+function sha256Of(files: string[]): string {
+  const hash = crypto.createHash('sha256')
+  for (const file of files) {
+    hash.update(path.relative(REPO_DIR, file))
+    hash.update(fs.readFileSync(file))
+  }
+  return hash.digest('hex').slice(0, 12)
+}
+
+/** Every built .js under lib/ (lib/http, lib/cli included), in a stable order. */
+function builtLibFiles(): string[] {
+  const found: string[] = []
+  const walk = (directory: string) => {
+    for (const entry of fs.readdirSync(directory, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const full = path.join(directory, entry.name)
+      if (entry.isDirectory()) walk(full)
+      else if (entry.name.endsWith('.js')) found.push(full)
+    }
+  }
+  if (fs.existsSync(path.join(REPO_DIR, 'lib'))) walk(path.join(REPO_DIR, 'lib'))
+  return found
+}
+
+/**
+ * Which code was measured: the commit, whether lib/, crates/, index.ts and binding.js differ
+ * from it, and a hash of every artifact the workers load (the .node file, index.js, binding.js,
+ * lib/**.js), since other people edit and rebuild while benchmarks run.
+ */
+export function codeUnderTest(): Provenance {
+  const artifacts: Provenance['artifacts'] = []
+  const nativeFiles = fs.readdirSync(REPO_DIR).filter((name) => /^sendfile\..+\.node$/.test(name))
+  for (const name of [...nativeFiles, 'index.js', 'binding.js']) {
+    const file = path.join(REPO_DIR, name)
+    const stats = fs.statSync(file, { throwIfNoEntry: false })
+    artifacts.push(stats ? { file: name, sha256: sha256Of([file]), builtAt: stats.mtime.toISOString() } : { file: name, sha256: 'missing', builtAt: '' })
+  }
+  const lib = builtLibFiles()
+  const newest = lib.reduce((latest, file) => Math.max(latest, fs.statSync(file).mtimeMs), 0)
+  artifacts.push({
+    file: `lib/**/*.js (${lib.length} files)`,
+    sha256: lib.length > 0 ? sha256Of(lib) : 'missing',
+    builtAt: newest > 0 ? new Date(newest).toISOString() : '',
+  })
+  return {
+    commit: git('rev-parse', '--short', 'HEAD').trim() || 'unknown',
+    measuredChanges: porcelain(...MEASURED_PATHS),
+    benchChanges: porcelain('bench'),
+    artifacts,
+  }
+}
+
+/** One line for a results header. */
+export function describeProvenance(code: Provenance): string {
+  const tree =
+    code.measuredChanges.length === 0
+      ? `the measured code is clean (\`git status --porcelain -- ${MEASURED_PATHS.join(' ')}\` is empty)`
+      : `**the measured code has uncommitted changes** (${code.measuredChanges.join(', ')})`
+  const bench = code.benchChanges.length === 0 ? 'bench/ is clean' : `bench/ has uncommitted changes (${code.benchChanges.join(', ')})`
+  const artifacts = code.artifacts.map((artifact) => `${artifact.file} sha256 ${artifact.sha256}${artifact.builtAt ? ` (built ${artifact.builtAt})` : ''}`)
+  return `commit ${code.commit}; ${tree}; ${bench}. Loaded artifacts: ${artifacts.join(', ')}`
+}
+
+/** Whether two snapshots name the same code (a rebuild in the middle of a run changes the hashes). */
+export function sameCode(a: Provenance, b: Provenance): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
 }
 
 /** The filesystem type behind a directory (from /proc/mounts): copy and page-cache behaviour depend on it. */
@@ -263,6 +336,7 @@ export class Child {
   private readonly messages: Json[] = []
   private readonly waiters: Array<{ resolve: (message: Json) => void; reject: (error: Error) => void }> = []
   private stdoutRest = ''
+  private stdoutText = ''
   private stderrText = ''
   private exitCode: number | null | undefined = undefined
   private readonly exitWaiters: Array<(code: number | null) => void> = []
@@ -285,6 +359,8 @@ export class Child {
   }
 
   private onStdout(text: string): void {
+    // Bounded, like stderr: for tools that print a report rather than JSON lines (wrk).
+    if (this.stdoutText.length < 64 * KiB) this.stdoutText += text
     const lines = (this.stdoutRest + text).split('\n')
     this.stdoutRest = lines.pop() ?? ''
     for (const line of lines) {
@@ -357,6 +433,11 @@ export class Child {
     return this.stderrText
   }
 
+  /** Everything the child printed on stdout (the first 64 KiB). */
+  get stdout(): string {
+    return this.stdoutText
+  }
+
   kill(): void {
     if (this.exitCode === undefined) this.process.kill('SIGKILL')
   }
@@ -413,14 +494,14 @@ let waitedInAllS = 0
 
 /**
  * Waits until no more than {@link QUIET} of the CPUs are busy (nothing of the bench's runs
- * between measurements), for at most BENCH_QUIET_WAIT seconds (default 60) per measurement and
- * BENCH_QUIET_BUDGET seconds (default 240) per process, so a machine that never calms down
- * cannot stretch the run without bound; then records the load and measures either way. Smoke
+ * between measurements), for at most BENCH_QUIET_WAIT seconds (default 30) per measurement and
+ * BENCH_QUIET_BUDGET seconds (default 150) per process, so a machine that never calms down
+ * cannot stretch the run without bound (the whole of `npm run bench` must fit in 15 minutes); then records the load and measures either way. Smoke
  * runs only record it.
  */
 export async function waitForQuiet(label: string, options: BenchOptions): Promise<void> {
-  const budgetLeftS = Math.max(0, Number(process.env.BENCH_QUIET_BUDGET ?? 240) - waitedInAllS)
-  const limitS = Math.min(Number(process.env.BENCH_QUIET_WAIT ?? 60), budgetLeftS)
+  const budgetLeftS = Math.max(0, Number(process.env.BENCH_QUIET_BUDGET ?? 150) - waitedInAllS)
+  const limitS = Math.min(Number(process.env.BENCH_QUIET_WAIT ?? 30), budgetLeftS)
   const started = Date.now()
   for (;;) {
     const busy = await systemBusy(options.smoke ? 100 : 500)
@@ -484,6 +565,12 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
 }
 
+/** A size as people say it: 4 KiB, 8 MiB, 1 GiB. */
+export function sizeLabel(bytes: number): string {
+  const [name, unit] = bytes >= GiB ? ['GiB', GiB] : bytes >= MiB ? ['MiB', MiB] : ['KiB', KiB]
+  return `${Number((bytes / unit).toFixed(2))} ${name}`
+}
+
 export function fixed(value: number, digits = 2): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a'
 }
@@ -499,24 +586,64 @@ export function table(headers: string[], rows: string[][]): string {
 
 /** A goal and whether this run reached it; `margin` says by how much, either way. */
 export interface Target {
+  /** What is measured, e.g. `sendFile wall time, 1000 × 8 MiB`. */
   what: string
+  /** What it is compared with, named plainly: which C loop, which Node pattern, or "none (absolute)". */
+  baseline: string
   goal: string
   measured: string
   met: boolean
   margin: string
 }
 
+/** A goal on `ours / baseline` from the same run: at least `limit` (speed) or at most (time). */
+export function ratioTarget(what: string, baseline: string, value: number, op: '≥' | '≤', limit: number, detail = ''): Target {
+  const met = op === '≥' ? value >= limit : value <= limit
+  const off = Math.abs(value / limit - 1) * 100
+  const side = op === '≥' ? (met ? 'above the goal' : 'short of the goal') : met ? 'under the limit' : 'over the limit'
+  return {
+    what,
+    baseline,
+    goal: `${op} ${Number.isInteger(limit) ? limit.toFixed(1) : limit}×`,
+    measured: `${ratio(value, 3)}${detail ? ` (${detail})` : ''}`,
+    met,
+    margin: Number.isFinite(value) ? `${fixed(off, 1)}% ${side}` : '',
+  }
+}
+
+/** A goal on an absolute amount (ms, MiB, ns): below `limit`. */
+export function amountTarget(what: string, baseline: string, value: number, op: '<' | '≤', limit: number, unit: string, digits = 2, detail = ''): Target {
+  const met = op === '<' ? value < limit : value <= limit
+  return {
+    what,
+    baseline,
+    goal: `${op} ${limit} ${unit}`,
+    measured: `${fixed(value, digits)} ${unit}${detail ? ` (${detail})` : ''}`,
+    met,
+    margin: Number.isFinite(value) ? `${fixed(Math.abs(limit - value), digits)} ${unit} ${met ? 'to spare' : 'over'}` : '',
+  }
+}
+
+export function notMeasured(target: Target): boolean {
+  return target.measured.startsWith('n/a')
+}
+
+export function metCell(target: Target): string {
+  return notMeasured(target) ? 'n/a (not measured)' : target.met ? 'yes' : '**no**'
+}
+
 export function targetTable(targets: Target[]): string {
   return table(
-    ['Target', 'Goal', 'Measured', 'Met', 'Margin'],
-    targets.map((target) => [
-      target.what,
-      target.goal,
-      target.measured,
-      target.measured.startsWith('n/a') ? 'n/a (not measured)' : target.met ? 'yes' : '**no**',
-      target.measured.startsWith('n/a') ? '' : target.margin,
-    ]),
+    ['Target', 'Baseline (same run)', 'Goal', 'Measured', 'Met', 'Margin'],
+    targets.map((target) => [target.what, target.baseline, target.goal, target.measured, metCell(target), notMeasured(target) ? '' : target.margin]),
   )
+}
+
+/** One row of the README's performance table: a scenario's headline figure beside its baselines. */
+export interface Headline {
+  scenario: string
+  ours: string
+  baselines: string
 }
 
 export interface ScenarioResult {
@@ -525,6 +652,8 @@ export interface ScenarioResult {
   /** Tables and notes, in markdown. */
   markdown: string
   targets: Target[]
+  /** Rows for the README's performance table. */
+  headlines: Headline[]
   /** Wrong byte counts, hashes or crashed children: the smoke test fails on any. */
   failures: string[]
 }

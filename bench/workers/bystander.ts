@@ -28,7 +28,8 @@ function percentile(values: number[], p: number): number {
   return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 }
 
-const loopDelay = monitorEventLoopDelay()
+// The same 1 ms resolution as the servers it stands beside.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
 const statLatencies: number[] = []
 let measuring = true
 loopDelay.enable()

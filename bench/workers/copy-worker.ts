@@ -1,29 +1,62 @@
 /**
- * One file copy in its own process, so no method inherits another's state (heap, threads,
- * the page cache of a previous destination), and prints {"seconds"}: the wall time of the call
+ * File copies in their own process, so no method inherits another's state (heap, threads, the
+ * page cache of a previous destination), and prints {"seconds"}: the wall time of the call
  * alone, without process startup.
  *
- *   node copy-worker.js <copyFile|copyFileSync|fs.promises.copyFile|fs.copyFileSync> <src> <dst> <deadline-seconds> [repeat]
+ *   node copy-worker.js <copyFile|copyFileSync|fs.promises.copyFile|fs.copyFileSync> <src> <dst> <deadline-seconds> [repeat] [fsync]
  *
  * With `repeat` above 1 (small files), the destination is deleted and the copy repeated that
- * many times after as many untimed ones, and "seconds" is the median copy.
+ * many times after as many untimed ones, and "seconds" is the median copy. With `fsync`, each
+ * timed copy ends with the destination opened, fsync'd and closed, the same calls for every
+ * method (promise-based for the async ones, sync for the sync ones): a durable copy.
  */
 import * as fs from 'node:fs'
 import { copyFile, copyFileSync } from '../..'
 
-const [method, source, destination, deadlineText, repeatText] = process.argv.slice(2)
+const [method, source, destination, deadlineText, repeatText, durability] = process.argv.slice(2)
 const repeat = Number(repeatText ?? 1)
+const durable = durability === 'fsync'
 
 setTimeout(() => {
   process.stderr.write(`copy-worker ${method}: deadline passed\n`)
   process.exit(3)
 }, Number(deadlineText) * 1000).unref()
 
+async function syncDestination(): Promise<void> {
+  const handle = await fs.promises.open(destination, 'r+')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+function syncDestinationSync(): void {
+  const fd = fs.openSync(destination, 'r+')
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 const METHODS: Record<string, () => Promise<unknown>> = {
-  copyFile: () => copyFile(source, destination),
-  copyFileSync: async () => copyFileSync(source, destination),
-  'fs.promises.copyFile': () => fs.promises.copyFile(source, destination),
-  'fs.copyFileSync': async () => fs.copyFileSync(source, destination),
+  copyFile: async () => {
+    await copyFile(source, destination)
+    if (durable) await syncDestination()
+  },
+  copyFileSync: async () => {
+    copyFileSync(source, destination)
+    if (durable) syncDestinationSync()
+  },
+  'fs.promises.copyFile': async () => {
+    await fs.promises.copyFile(source, destination)
+    if (durable) await syncDestination()
+  },
+  'fs.copyFileSync': async () => {
+    fs.copyFileSync(source, destination)
+    if (durable) syncDestinationSync()
+  },
 }
 
 async function main(): Promise<void> {
