@@ -168,11 +168,19 @@ impl Transfer {
   /// write range reads bytes this transfer has just written. Like `copy_file_range(2)`, refuse
   /// overlapping ranges with `EINVAL`; otherwise stop at the end of file as it was when the
   /// transfer started.
+  ///
+  /// Asked only where it can matter without costing the hot path an `fstat` per call: a
+  /// transfer until end of file (the one that would never end), or one fd on both sides. Two
+  /// fds on one file with an explicit count end after that count, as the kernel copies them.
   fn bound_sending_into_itself(
     &mut self,
     out: BorrowedFd<'_>,
     input: BorrowedFd<'_>,
   ) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    if self.remaining.is_some() && out.as_raw_fd() != input.as_raw_fd() {
+      return Ok(());
+    }
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use nix::unistd::{lseek, Whence};
 
