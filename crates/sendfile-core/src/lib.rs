@@ -341,16 +341,18 @@ pub unsafe fn borrow_raw_fd<'fd>(fd: RawFd) -> Result<BorrowedFd<'fd>, Errno> {
 ///
 /// As for [`borrow_raw_fd`], for the duration of this call only.
 pub unsafe fn duplicate_pair(out: RawFd, input: RawFd) -> Result<(OwnedFd, OwnedFd), Errno> {
-  use nix::fcntl::{fcntl, FcntlArg};
-  // Both must be open before either is duplicated: a closed number is EBADF, whatever else.
-  for fd in [out, input] {
-    // SAFETY: the caller vouches for the number for the length of this call.
-    fcntl(unsafe { borrow_raw_fd(fd) }?, FcntlArg::F_GETFD)?;
-  }
   let above = out.max(input).checked_add(1).ok_or(Errno::EBADF)?;
   // SAFETY: the caller vouches for both numbers for the length of this call.
-  let (out, input) = unsafe { (duplicate_above(out, above)?, duplicate_above(input, above)?) };
-  Ok((out, input))
+  let duplicates = unsafe { (duplicate_above(out, above), duplicate_above(input, above)) };
+  match duplicates {
+    (Ok(out), Ok(input)) => Ok((out, input)),
+    // A closed number is EBADF, whatever else failed: a closed number past the open-file limit
+    // makes `above` unusable for the other one too (EMFILE), but the cause is the closed one.
+    (Err(first), Err(second)) if first == Errno::EBADF || second == Errno::EBADF => {
+      Err(Errno::EBADF)
+    }
+    (Err(error), _) | (_, Err(error)) => Err(error),
+  }
 }
 
 /// # Safety

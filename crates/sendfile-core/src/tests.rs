@@ -300,6 +300,12 @@ fn duplicates_never_take_a_number_the_caller_passed() {
     unsafe { duplicate_pair(out_fd, closed) }.err(),
     Some(Errno::EBADF)
   );
+  // A closed number past the open-file limit is EBADF too, not the EMFILE its height causes.
+  // SAFETY: `out_fd` is open; 1 << 30 is past any open-file limit, so closed.
+  assert_eq!(
+    unsafe { duplicate_pair(out_fd, 1 << 30) }.err(),
+    Some(Errno::EBADF)
+  );
 }
 
 #[test]
