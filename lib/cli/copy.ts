@@ -1,10 +1,10 @@
 /** `zerocopy copy <src> <dst>`: copyFile, file to file inside the kernel. */
 import * as fs from 'node:fs'
 
-import { copyFile, transferChannel, type TransferReport } from '../../index.js'
+import { copyFile } from '../../index.js'
 import { type CommandSpec, type ParsedCommand, flag } from './args.js'
 import { EXIT_OK } from './errors.js'
-import { printSummary, progressBar } from './progress.js'
+import { printSummary, progressBar, watchTransfer } from './progress.js'
 import { interruptSignal } from './signals.js'
 
 export const copySpec: CommandSpec = {
@@ -23,11 +23,7 @@ export const copySpec: CommandSpec = {
 export async function copyCommand({ values, operands: [source, destination] }: ParsedCommand): Promise<number> {
   const bar = progressBar(process.stderr, 'copied')
   const interrupt = interruptSignal()
-  let report: TransferReport | undefined
-  const onReport = (published: TransferReport) => {
-    if (published.operation === 'copyFile' && published.target === destination) report = published
-  }
-  transferChannel.subscribe(onReport)
+  const transfer = watchTransfer('copyFile', () => destination)
   const started = performance.now()
   try {
     const bytes = await copyFile(source, destination, {
@@ -37,15 +33,11 @@ export async function copyCommand({ values, operands: [source, destination] }: P
     })
     const seconds = (performance.now() - started) / 1000
     bar.stop()
-    printSummary(
-      process.stdout,
-      { command: 'copy', bytes, seconds, method: report?.method ?? 'none', zeroCopy: report?.zeroCopy ?? false, reason: report?.reason },
-      flag(values, 'json'),
-    )
+    printSummary(process.stdout, transfer.summary('copy', bytes, seconds), flag(values, 'json'))
     return EXIT_OK
   } finally {
     bar.stop()
-    transferChannel.unsubscribe(onReport)
+    transfer.stop()
     interrupt.dispose()
   }
 }

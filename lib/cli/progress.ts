@@ -4,6 +4,7 @@
  */
 import { SingleBar } from 'cli-progress'
 
+import { transferChannel, type TransferReport } from '../../index.js'
 import { formatBytes, formatRate, formatSeconds, rateOf } from './format.js'
 
 export interface Progress {
@@ -93,4 +94,30 @@ export function summaryJson(summary: Summary): string {
 /** Writes the summary as a line or, with `--json`, as one JSON object. */
 export function printSummary(stream: NodeJS.WritableStream, summary: Summary, json: boolean): void {
   stream.write(`${json ? summaryJson(summary) : summaryLine(summary)}\n`)
+}
+
+/**
+ * The transferChannel report of the one operation a command runs (matched by operation and
+ * target: other transfers in the process are not ours), and the summary it makes.
+ */
+export function watchTransfer(
+  operation: TransferReport['operation'],
+  target: () => unknown,
+): { summary(command: 'send' | 'copy', bytes: number, seconds: number): Summary; stop(): void } {
+  let report: TransferReport | undefined
+  const onReport = (published: TransferReport) => {
+    if (published.operation === operation && published.target === target()) report = published
+  }
+  transferChannel.subscribe(onReport)
+  return {
+    summary: (command, bytes, seconds) => ({
+      command,
+      bytes,
+      seconds,
+      method: report?.method ?? 'none',
+      zeroCopy: report?.zeroCopy ?? false,
+      reason: report?.reason,
+    }),
+    stop: () => transferChannel.unsubscribe(onReport),
+  }
 }

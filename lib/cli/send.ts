@@ -3,10 +3,10 @@ import { once } from 'node:events'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 
-import { sendFile, transferChannel, type TransferReport } from '../../index.js'
+import { sendFile } from '../../index.js'
 import { type CommandSpec, type ParsedCommand, flag, integerOption, parseHostPort } from './args.js'
 import { CommandFailure, EXIT_OK } from './errors.js'
-import { printSummary, progressBar } from './progress.js'
+import { printSummary, progressBar, watchTransfer } from './progress.js'
 import { interruptSignal } from './signals.js'
 
 export const sendSpec: CommandSpec = {
@@ -33,11 +33,7 @@ export async function sendCommand({ values, operands: [file, address] }: ParsedC
   const bar = progressBar(process.stderr, 'sent')
   const interrupt = interruptSignal()
   let socket: net.Socket | undefined
-  let report: TransferReport | undefined
-  const onReport = (published: TransferReport) => {
-    if (published.operation === 'sendFile' && published.target === socket) report = published
-  }
-  transferChannel.subscribe(onReport)
+  const transfer = watchTransfer('sendFile', () => socket)
   try {
     if (!(await source.stat()).isFile()) throw new CommandFailure(`'${file}' is not a regular file`)
     socket = await connect(host, port, interrupt.signal)
@@ -51,16 +47,12 @@ export async function sendCommand({ values, operands: [file, address] }: ParsedC
     await peerClosed
     const seconds = (performance.now() - started) / 1000
     bar.stop()
-    printSummary(
-      process.stdout,
-      { command: 'send', bytes, seconds, method: report?.method ?? 'none', zeroCopy: report?.zeroCopy ?? false, reason: report?.reason },
-      flag(values, 'json'),
-    )
+    printSummary(process.stdout, transfer.summary('send', bytes, seconds), flag(values, 'json'))
     return EXIT_OK
   } finally {
     bar.stop()
     socket?.destroy()
-    transferChannel.unsubscribe(onReport)
+    transfer.stop()
     interrupt.dispose()
     await source.close()
   }
