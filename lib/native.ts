@@ -1,4 +1,6 @@
 /** The native binding: loading it, the one-time warning without it, and NativeRun, which drives one native transfer with abort and progress. */
+import * as util from 'node:util'
+
 import type * as Binding from '../binding.js'
 
 import { onAbort } from './abort.js'
@@ -95,7 +97,7 @@ interface NativeResult {
 function refusalReason(outcome: Binding.Outcome, syscall: string): string | undefined {
   const refusal: `${Binding.RefusalKind}` | undefined = outcome.refusal
   if (refusal === 'size_unknown') return 'the source reports size 0 (like /proc and /sys files): only read(2) finds its end'
-  if (refusal === 'unsupported') return `the kernel answered ${systemError(outcome.errno ?? 0, syscall).code} to ${syscall}`
+  if (refusal === 'unsupported') return `the kernel answered ${util.getSystemErrorName(-(outcome.errno ?? 0))} to ${syscall}`
   return undefined
 }
 
