@@ -351,7 +351,11 @@ export class Child {
       if (this.stderrText.length < 64 * KiB) this.stderrText += text
     })
     this.process.on('error', (error) => this.onExit(null, error))
-    this.process.on('exit', (code, signal) => this.onExit(code ?? (signal ? 128 : null)))
+    // 'close', not 'exit': 'close' comes after the child's stdout has ended, so a last JSON line
+    // written just before exiting is always read before the waiters are told it exited.
+    this.process.on('close', (code, signal) => this.onExit(code ?? (signal ? 128 : null)))
+    // Bounded all the same: a grandchild holding the pipe open must not hold the bench forever.
+    this.process.on('exit', (code, signal) => setTimeout(() => this.onExit(code ?? (signal ? 128 : null)), 5000).unref())
   }
 
   get pid(): number {
@@ -384,11 +388,8 @@ export class Child {
     const reason = new Error(
       `${this.label} exited (${error?.message ?? `code ${code}`}) before reporting${this.stderrText ? `: ${this.stderrText.trim()}` : ''}`,
     )
-    // Let stdout drain first: the final JSON line often arrives in the same tick as 'exit'.
-    setImmediate(() => {
-      for (const waiter of this.waiters.splice(0)) waiter.reject(reason)
-      for (const waiter of this.exitWaiters.splice(0)) waiter(code)
-    })
+    for (const waiter of this.waiters.splice(0)) waiter.reject(reason)
+    for (const waiter of this.exitWaiters.splice(0)) waiter(code)
   }
 
   /** The next JSON line, or a rejection when the child exits or the deadline passes first. */
