@@ -51,9 +51,9 @@ export interface FixedRange extends Range {
   offset: number
 }
 
-export function validateOptionsObject(options: unknown): Record<string, unknown> {
+export function validateOptionsObject(options: unknown, name = 'options'): Record<string, unknown> {
   if (options === undefined) return {}
-  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
+  if (options === null || typeof options !== 'object') throw invalidArgType(name, 'of type object', options)
   return options as Record<string, unknown>
 }
 

@@ -2,8 +2,8 @@
 import * as http from 'node:http'
 import type * as http2 from 'node:http2'
 
-import { invalidArgType, invalidArgValue } from '../errors.js'
-import { validateBoolean, validateFiniteNumber, validateOneOf, validateOptionsObject, validateSignal, validateString } from '../validate.js'
+import { invalidArgType, invalidArgValue, outOfRange } from '../errors.js'
+import { validateBoolean, validateFiniteNumber, validateInteger, validateOneOf, validateOptionsObject, validateSignal, validateString } from '../validate.js'
 import type { Headers } from './response.js'
 
 /** Options of {@link serveFile} (and of every file {@link createStaticHandler} serves). */
@@ -41,8 +41,32 @@ export interface ServeFileOptions {
 
 /** Options of {@link createStaticHandler}. */
 export interface StaticOptions extends ServeFileOptions {
-  /** File served for a directory URL (`/docs/` → `/docs/index.html`); false: directories are 404. Default `'index.html'`. */
-  index?: string | false
+  /**
+   * File served for a directory URL (`/docs/` → `/docs/index.html`); a list: the first of them
+   * that exists; false (or `[]`): directories are 404. Default `'index.html'`.
+   */
+  index?: string | string[] | false
+  /**
+   * Extensions tried, in order, when the path names nothing: `['html']` serves `about.html` for
+   * `/about`. Written without the dot. Default none.
+   */
+  extensions?: string[]
+  /**
+   * Symbolic links met while resolving a path below `root`: `'inside'` follows them only while
+   * they resolve inside `root` (a link that leads out is 404); `'deny'` follows none (404);
+   * `'follow'` follows any, even out of `root` (for deployments whose tree is symlinked in from
+   * elsewhere). `root` itself may be a symlink in every mode. Default `'inside'`.
+   */
+  symlinks?: 'inside' | 'deny' | 'follow'
+  /**
+   * Keeps recently served files open, like nginx's `open_file_cache`: a hot path is answered
+   * from a cached fd and stat without any open, fstat or close. An entry older than `validMs`
+   * is checked again by path before use, so a file replaced, deleted or changed in place is
+   * served as it now is at most `validMs` after the change. At most `max` fds are held (least
+   * recently used closed first); `handler.close()` closes them all. False: every request opens
+   * the file. Default `{ max: 1000, validMs: 1000 }`.
+   */
+  openFileCache?: { max?: number; validMs?: number } | false
   /**
    * Paths with a segment that starts with a dot (`/.env`, `/.git/config`): `'ignore'` treats
    * them as missing (404), `'deny'` answers 403, `'allow'` serves them. Default `'ignore'`.
@@ -61,11 +85,15 @@ export interface StaticOptions extends ServeFileOptions {
  * A connect/Express-style request handler; `next` is optional, so it is a `node:http` (or
  * `node:http2` compatibility API) request listener too.
  */
-export type StaticHandler = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-  next?: (err?: unknown) => void,
-) => void
+export interface StaticHandler {
+  (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, next?: (err?: unknown) => void): void
+  /**
+   * Closes the fds the open-file cache holds (and the root directory's). Responses in flight
+   * finish with the fds they hold; requests after `close()` are answered as before, without the
+   * cache. Idempotent.
+   */
+  close(): void
+}
 
 /** What every file response needs of the options, checked. */
 export interface FileSettings {
@@ -79,12 +107,19 @@ export interface FileSettings {
 }
 
 export interface StaticSettings extends FileSettings {
-  index: string | false
+  /** The index file names, in order; empty: directories are 404. */
+  index: string[]
+  /** The extensions to try, each with its dot (`.html`). */
+  extensions: string[]
+  symlinks: 'inside' | 'deny' | 'follow'
+  openFileCache: { max: number; validMs: number } | false
   dotfiles: 'ignore' | 'allow' | 'deny'
   fallthrough: boolean
 }
 
 const DOTFILES = ['ignore', 'allow', 'deny'] as const
+const SYMLINKS = ['inside', 'deny', 'follow'] as const
+const DEFAULT_OPEN_FILE_CACHE = { max: 1000, validMs: 1000 }
 
 /** The options of serveFile, checked; `null` counts as no options, as it always has here. */
 export function fileSettings(value: unknown): FileSettings {
@@ -117,19 +152,57 @@ export function staticSettings(value: unknown): StaticSettings {
   const fallthrough = validateBoolean(options.fallthrough, 'options.fallthrough', true)
   return {
     ...settings,
-    index: options.index === undefined ? 'index.html' : validIndex(options.index),
+    index: options.index === undefined ? ['index.html'] : validIndex(options.index),
+    extensions: options.extensions === undefined ? [] : validExtensions(options.extensions),
+    symlinks: options.symlinks === undefined ? 'inside' : validateOneOf(options.symlinks, 'options.symlinks', SYMLINKS),
+    openFileCache: validOpenFileCache(options.openFileCache),
     dotfiles: options.dotfiles === undefined ? 'ignore' : validateOneOf(options.dotfiles, 'options.dotfiles', DOTFILES),
     fallthrough,
   }
 }
 
-/** A name inside the directory: no separator or NUL, not a path of its own (`.`, `..`). */
-function validIndex(index: unknown): string | false {
-  if (index === false) return false
-  if (typeof index !== 'string') throw invalidArgType('options.index', 'a file name or false', index)
-  if (index === '' || /[\\/\0]/.test(index) || index === '.' || index === '..')
-    throw invalidArgValue('options.index', index, "must be a file name in the directory (no '/', '\\' or null byte, not '.' or '..')")
-  return index
+/** The index names: each a name inside the directory (no separator or NUL, not `.` or `..`). */
+function validIndex(index: unknown): string[] {
+  if (index === false) return []
+  if (typeof index === 'string') return [validIndexName(index, 'options.index')]
+  if (!Array.isArray(index)) throw invalidArgType('options.index', 'a file name, an array of file names or false', index)
+  return index.map((name, at) => validIndexName(name, `options.index[${at}]`))
+}
+
+function validIndexName(name: unknown, label: string): string {
+  if (typeof name !== 'string') throw invalidArgType(label, 'a file name', name)
+  if (name === '' || /[\\/\0]/.test(name) || name === '.' || name === '..')
+    throw invalidArgValue(label, name, "must be a file name in the directory (no '/', '\\' or null byte, not '.' or '..')")
+  return name
+}
+
+/** Extensions as `.html`: written without the dot, no separator, NUL or further dot-only name. */
+function validExtensions(extensions: unknown): string[] {
+  if (!Array.isArray(extensions)) throw invalidArgType('options.extensions', 'an array of strings', extensions)
+  return extensions.map((extension, at) => {
+    const label = `options.extensions[${at}]`
+    if (typeof extension !== 'string') throw invalidArgType(label, 'a string', extension)
+    if (extension === '' || extension.startsWith('.') || /[\\/\0]/.test(extension))
+      throw invalidArgValue(label, extension, "must be an extension without its dot (such as 'html'), with no '/', '\\' or null byte")
+    return `.${extension}`
+  })
+}
+
+/** At least one entry (`false` turns the cache off); at most a million fds. */
+function validCacheSize(value: unknown): number {
+  const max = validateInteger(value, 'options.openFileCache.max', 1 << 20)
+  if (max === 0) throw outOfRange('options.openFileCache.max', '>= 1 && <= 1048576', max)
+  return max
+}
+
+function validOpenFileCache(value: unknown): StaticSettings['openFileCache'] {
+  if (value === undefined || value === true) return DEFAULT_OPEN_FILE_CACHE
+  if (value === false) return false
+  const options = validateOptionsObject(value, 'options.openFileCache')
+  return {
+    max: options.max === undefined ? DEFAULT_OPEN_FILE_CACHE.max : validCacheSize(options.max),
+    validMs: options.validMs === undefined ? DEFAULT_OPEN_FILE_CACHE.validMs : validateInteger(options.validMs, 'options.openFileCache.validMs', 86_400_000),
+  }
 }
 
 /** A copy of the `headers` option, each name and value checked as `setHeader` checks them. */

@@ -90,11 +90,15 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
     if (isRefusal(file)) return miss(file)
     try {
       if (file.stats.isDirectory()) {
-        if (index === false) return miss({ status: 404 })
+        if (index.length === 0) return miss({ status: 404 })
         if (!target.wantsDirectory) return redirectToDirectory(req, res)
-        const indexReal = await resolveInside(rootPath, path.join(real, index))
-        if (isRefusal(indexReal)) return miss(indexReal)
-        return dotfileDecision(req, res, segmentsBelow(rootPath, indexReal)) ?? (await serveRegular(req, res, indexReal))
+        for (const name of index) {
+          const indexReal = await resolveInside(rootPath, path.join(real, name))
+          if (isRefusal(indexReal)) continue
+          const decision = dotfileDecision(req, res, segmentsBelow(rootPath, indexReal)) ?? (await serveRegular(req, res, indexReal))
+          if (decision.kind === 'done') return decision
+        }
+        return miss({ status: 404 })
       }
       // /file.txt/ names a directory that does not exist.
       if (target.wantsDirectory || !file.stats.isFile()) return miss({ status: 404 })
@@ -117,7 +121,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
     }
   }
 
-  return function staticHandler(req, res, next) {
+  function staticHandler(req: AnyRequest, res: AnyResponse, next?: (err?: unknown) => void): void {
     handle(req, res).then(
       (decision) => {
         if (decision.kind === 'done') return
@@ -135,6 +139,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
       },
     )
   }
+  return Object.assign(staticHandler, { close() {} })
 }
 
 /** Calls the next middleware; if it throws, answers 500 rather than leave a rejected promise. */
