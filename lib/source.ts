@@ -113,6 +113,43 @@ function notADirectory(file: OpenedPath): OpenedPath {
   throw directory
 }
 
+/**
+ * An `fs.Stats` from the binding's fstat fields (see `OpenedFile.stat`): the same class, methods
+ * and numbers `fs.fstat` gives, dates included; `birthtime` is not known (the epoch, as Node
+ * reports it where the filesystem keeps none).
+ */
+export function statsFromFields(fields: number[]): fs.Stats {
+  const [dev, ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, atimeS, atimeNs, mtimeS, mtimeNs, ctimeS, ctimeNs] = fields
+  const atimeMs = atimeS * 1000 + atimeNs / 1e6
+  const mtimeMs = mtimeS * 1000 + mtimeNs / 1e6
+  const ctimeMs = ctimeS * 1000 + ctimeNs / 1e6
+  const values: Record<string, unknown> = {
+    dev,
+    mode,
+    nlink,
+    uid,
+    gid,
+    rdev,
+    blksize,
+    ino,
+    size,
+    blocks,
+    atimeMs,
+    mtimeMs,
+    ctimeMs,
+    birthtimeMs: 0,
+    atime: new Date(atimeMs),
+    mtime: new Date(mtimeMs),
+    ctime: new Date(ctimeMs),
+    birthtime: new Date(0),
+  }
+  // Own data properties on an fs.Stats: `new fs.Stats()` is deprecated, and Node versions differ
+  // in whether the dates are plain fields or lazy accessors on the prototype.
+  const stats = Object.create(fs.Stats.prototype) as fs.Stats
+  for (const [name, value] of Object.entries(values)) Object.defineProperty(stats, name, { value, writable: true, enumerable: true, configurable: true })
+  return stats
+}
+
 /** The bytes a range of this file holds now, or -1 when its size cannot be known in advance. */
 export function rangeTotal(stats: fs.Stats, range: FixedRange): number {
   if (range.length === 0) return 0

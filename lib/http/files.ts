@@ -8,7 +8,7 @@ import { type OpenedPath, openPath } from '../source.js'
 import type { Refusal } from './response.js'
 
 /** Opening and resolving failures that mean "no such file here". */
-const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EISDIR'])
+const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EISDIR', 'ENXIO'])
 const FORBIDDEN = new Set(['EACCES', 'EPERM'])
 
 /** The status an fs error answers (404, 403), or undefined for an unexpected one. */

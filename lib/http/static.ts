@@ -1,14 +1,13 @@
 /** createStaticHandler: a directory served as a request handler or connect/Express middleware. */
 import { setMaxListeners } from 'node:events'
-import * as path from 'node:path'
 
 import { invalidArgValue } from '../errors.js'
 import { validateString } from '../validate.js'
 import { respondWithFile } from './file-response.js'
-import { closeQuietly, openForResponse } from './files.js'
 import { type StaticHandler, type StaticOptions, staticSettings } from './options.js'
 import { type AnyRequest, type AnyResponse, type OutgoingResponse, PLAIN, type Refusal, isRefusal, refuse, writeHead } from './response.js'
-import { directoryLocation, hasDotSegment, parseTarget, resolveInside, rootResolver, segmentsBelow } from './target.js'
+import { StaticFiles } from './static-files.js'
+import { directoryLocation, hasDotSegment, parseTarget } from './target.js'
 
 /** How a request went: answered here, or a miss that `next()` may answer instead. */
 type Decision = { kind: 'done' } | { kind: 'miss'; refusal: Refusal }
@@ -61,14 +60,14 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
   if (root === '') throw invalidArgValue('root', root, 'must be a non-empty path')
   if (root.includes('\0')) throw invalidArgValue('root', root, 'must be a string without null bytes')
   const settings = staticSettings(options)
-  const { index, dotfiles, fallthrough } = settings
+  const { index, extensions, dotfiles, fallthrough } = settings
   // One signal for every request: each transfer listens to it, more than 10 at once is normal.
   if (settings.signal !== undefined) setMaxListeners(0, settings.signal)
-  const currentRoot = rootResolver(root)
+  const files = new StaticFiles(root, settings)
 
   /** The dotfile policy for a path's segments: undefined when they may be served. */
-  function dotfileDecision(req: AnyRequest, res: OutgoingResponse, segments: string[]): Decision | undefined {
-    if (dotfiles === 'allow' || !hasDotSegment(segments)) return undefined
+  function dotfileDecision(req: AnyRequest, res: OutgoingResponse, dotted: boolean): Decision | undefined {
+    if (dotfiles === 'allow' || !dotted) return undefined
     if (dotfiles === 'deny') return refused(req, res, { status: 403 })
     return miss({ status: 404 })
   }
@@ -77,48 +76,59 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
     if (req.method !== 'GET' && req.method !== 'HEAD') return miss({ status: 405, headers: { Allow: 'GET, HEAD' } })
     const target = parseTarget(req.url)
     if (isRefusal(target)) return refused(req, res, target)
-    const asked = dotfileDecision(req, res, target.segments)
+    const asked = dotfileDecision(req, res, hasDotSegment(target.segments))
     if (asked !== undefined) return asked
-    const rootPath = await currentRoot()
-    if (rootPath === null) return miss({ status: 404 })
-    const real = await resolveInside(rootPath, path.join(rootPath, ...target.relative))
-    if (isRefusal(real)) return miss(real)
-    // The real path too: a symlink `env -> .env` is a dotfile.
-    const opened = dotfileDecision(req, res, segmentsBelow(rootPath, real))
-    if (opened !== undefined) return opened
-    const file = await openForResponse(real, { noFollow: true })
-    if (isRefusal(file)) return miss(file)
+    let found = await files.open(target.relative)
+    // `/about` → `about.html`: only for a path that names nothing, never for `/about/`.
+    if (isRefusal(found) && found.status === 404 && !target.wantsDirectory && target.relative.length > 0) {
+      const last = target.relative.length - 1
+      for (const extension of extensions) {
+        const candidate = await files.open([...target.relative.slice(0, last), target.relative[last] + extension])
+        if (!isRefusal(candidate)) {
+          found = candidate
+          break
+        }
+      }
+    }
+    if (isRefusal(found)) return miss(found)
     try {
-      if (file.stats.isDirectory()) {
+      // The real path too: a symlink `env -> .env` is a dotfile.
+      const opened = dotfileDecision(req, res, found.dotted)
+      if (opened !== undefined) return opened
+      if (found.file.stats.isDirectory()) {
         if (index.length === 0) return miss({ status: 404 })
         if (!target.wantsDirectory) return redirectToDirectory(req, res)
-        for (const name of index) {
-          const indexReal = await resolveInside(rootPath, path.join(real, name))
-          if (isRefusal(indexReal)) continue
-          const decision = dotfileDecision(req, res, segmentsBelow(rootPath, indexReal)) ?? (await serveRegular(req, res, indexReal))
-          if (decision.kind === 'done') return decision
-        }
-        return miss({ status: 404 })
+        return await serveIndex(req, res, target.relative)
       }
       // /file.txt/ names a directory that does not exist.
-      if (target.wantsDirectory || !file.stats.isFile()) return miss({ status: 404 })
-      await respondWithFile(req, res, file, settings)
+      if (target.wantsDirectory) return miss({ status: 404 })
+      await respondWithFile(req, res, found.file, settings)
       return DONE
     } finally {
-      closeQuietly(file)
+      found.release()
     }
   }
 
-  async function serveRegular(req: AnyRequest, res: AnyResponse, real: string): Promise<Decision> {
-    const file = await openForResponse(real, { noFollow: true })
-    if (isRefusal(file)) return miss(file)
-    try {
-      if (!file.stats.isFile()) return miss({ status: 404 })
-      await respondWithFile(req, res, file, settings)
-      return DONE
-    } finally {
-      closeQuietly(file)
+  /** The first index file that exists in the directory, or a miss. */
+  async function serveIndex(req: AnyRequest, res: AnyResponse, directory: string[]): Promise<Decision> {
+    for (const name of index) {
+      const found = await files.open([...directory, name])
+      if (isRefusal(found)) {
+        if (found.status === 404) continue
+        return miss(found)
+      }
+      try {
+        const hidden = dotfileDecision(req, res, found.dotted)
+        if (hidden !== undefined) return hidden
+        // An index that is itself a directory is not an index file.
+        if (!found.file.stats.isFile()) continue
+        await respondWithFile(req, res, found.file, settings)
+        return DONE
+      } finally {
+        found.release()
+      }
     }
+    return miss({ status: 404 })
   }
 
   function staticHandler(req: AnyRequest, res: AnyResponse, next?: (err?: unknown) => void): void {
@@ -139,7 +149,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
       },
     )
   }
-  return Object.assign(staticHandler, { close() {} })
+  return Object.assign(staticHandler, { close: () => files.close() })
 }
 
 /** Calls the next middleware; if it throws, answers 500 rather than leave a rejected promise. */

@@ -1,19 +1,13 @@
 /**
  * From a request target to a path under the root: the URL path decoded and checked (`..`,
- * dotfiles, NUL), joined under the root, and the real path of what it names kept inside the
- * real root.
+ * dotfiles, NUL); and, for the portable opener (no native module), the real path of what it
+ * names kept inside the real root.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { refusalFor } from './files.js'
 import type { Refusal } from './response.js'
-
-/**
- * How long a resolved root stands: a redeploy that swaps a symlinked root (`current -> rel2`)
- * is served within a second, at the cost of one realpath a second.
- */
-const ROOT_VALIDITY_MS = 1000
 
 /** A request target's path, decoded and checked, not yet joined under a root. */
 export interface Target {
@@ -89,44 +83,6 @@ export async function resolveInside(rootPath: string, file: string): Promise<str
   }
   // Outside root (a symlink out of it): answered like a missing file, revealing nothing.
   return isInside(rootPath, real) ? real : { status: 404 }
-}
-
-/**
- * What gives `root`'s real path, or null while it does not exist; resolved again once the last
- * resolution is ROOT_VALIDITY_MS old, one resolution shared by every request meanwhile. A
- * missing root emits one `ZeroCopyWarning` per resolver. An unexpected failure (EACCES) is not
- * kept: the next request tries again.
- */
-export function rootResolver(root: string): () => Promise<string | null> {
-  const absoluteRoot = path.resolve(root)
-  let resolvedRoot: { realPath: Promise<string | null>; at: number } | undefined
-  let warnedMissingRoot = false
-
-  return function currentRoot(): Promise<string | null> {
-    const now = performance.now()
-    if (resolvedRoot !== undefined && now - resolvedRoot.at < ROOT_VALIDITY_MS) return resolvedRoot.realPath
-    const resolution = { at: now, realPath: fs.promises.realpath(absoluteRoot).catch(onRootFailure) }
-    resolvedRoot = resolution
-    return resolution.realPath
-
-    function onRootFailure(error: unknown): null {
-      if (refusalFor(error)?.status !== 404) {
-        if (resolvedRoot === resolution) resolvedRoot = undefined
-        throw error
-      }
-      if (!warnedMissingRoot) {
-        warnedMissingRoot = true
-        process.emitWarning(
-          `The root of createStaticHandler, ${absoluteRoot}, does not exist (${(error as NodeJS.ErrnoException).code}): every request is answered as a missing file until it does.`,
-          {
-            type: 'ZeroCopyWarning',
-            code: 'ZEROCOPY_STATIC_ROOT_MISSING',
-          },
-        )
-      }
-      return null
-    }
-  }
 }
 
 /**

@@ -5,16 +5,19 @@
 //! driven one [`Transfer::step`] at a time, so the same loop serves a blocking caller
 //! ([`Transfer::run_blocking`]) and an event loop that waits for writability between steps.
 
+mod beneath;
 mod copy;
 mod interrupt;
 mod platform;
 
+pub use beneath::{open_beneath, open_with_stat, Beneath, Symlinks};
 pub use copy::{open_for_copy, FileCopy, OpenedFiles};
 pub use interrupt::BlockedCall;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use nix::errno::Errno;
+pub use nix::sys::stat::FileStat;
 
 /// The most bytes one `sendfile(2)` call moves on Linux (`MAX_RW_COUNT`, see sendfile(2) NOTES);
 /// larger requests are split into calls of at most this size.
@@ -353,6 +356,18 @@ pub unsafe fn duplicate_pair(out: RawFd, input: RawFd) -> Result<(OwnedFd, Owned
     }
     (Err(error), _) | (_, Err(error)) => Err(error),
   }
+}
+
+/// A private, close-on-exec duplicate of one fd, numbered above it: for work that outlives the
+/// caller's synchronous call (see [`duplicate_pair`]).
+///
+/// # Safety
+///
+/// As for [`borrow_raw_fd`], for the duration of this call only.
+pub unsafe fn duplicate(fd: RawFd) -> Result<OwnedFd, Errno> {
+  let above = fd.checked_add(1).ok_or(Errno::EBADF)?;
+  // SAFETY: the caller vouches for the number for the length of this call.
+  unsafe { duplicate_above(fd, above) }
 }
 
 /// # Safety

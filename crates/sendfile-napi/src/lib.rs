@@ -6,6 +6,8 @@
 
 #![deny(clippy::all)]
 
+pub mod open;
+
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;

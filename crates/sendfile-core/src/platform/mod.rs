@@ -39,6 +39,24 @@ pub(crate) fn copy_file_range(
   )
 }
 
+#[cfg(linux_like)]
+pub(crate) use linux::{open_without_symlinks, DIRECTORY_WALK_FLAGS};
+
+/// Without `O_PATH`, a directory on a walk is opened for reading.
+#[cfg(not(linux_like))]
+pub(crate) const DIRECTORY_WALK_FLAGS: nix::fcntl::OFlag = nix::fcntl::OFlag::O_RDONLY;
+
+/// Only Linux resolves a whole path beneath a directory in one call (`openat2`); elsewhere the
+/// caller walks the path itself.
+#[cfg(not(linux_like))]
+pub(crate) fn open_without_symlinks(
+  _root: std::os::fd::BorrowedFd<'_>,
+  _path: &std::ffi::OsStr,
+  _flags: nix::fcntl::OFlag,
+) -> Option<Result<std::os::fd::OwnedFd, nix::errno::Errno>> {
+  None
+}
+
 #[cfg(not(has_copy_file_range))]
 pub(crate) fn copy_file_range(
   _source: std::os::fd::BorrowedFd<'_>,
