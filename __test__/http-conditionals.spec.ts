@@ -5,7 +5,17 @@
  */
 import test from 'ava'
 
-import { type ConditionalHeaders, type Validators, httpDate, ifRangeHolds, preconditions, validatorsOf, weakEtag } from '../lib/http/conditionals'
+import {
+  type ConditionalHeaders,
+  type EtagKind,
+  type Validators,
+  httpDate,
+  ifRangeHolds,
+  preconditions,
+  strongEtag,
+  validatorsOf,
+  weakEtag,
+} from '../lib/http/conditionals'
 
 // The asctime form carries no zone: a zone west of UTC makes reading it as local time show.
 process.env.TZ = 'America/New_York'
@@ -18,8 +28,9 @@ const ASCTIME = 'Sun Nov  6 08:49:37 1994'
 const EARLIER = 'Sun, 06 Nov 1994 08:49:36 GMT'
 const LATER = 'Sun, 06 Nov 1994 08:49:38 GMT'
 
-const ETAG = 'W/"3e8-18bcfe5687b"'
-const OTHER = 'W/"3e8-1"'
+const ETAG = '"2a-3e8-60a2418202208"'
+const WEAK = 'W/"3e8-18bcfe5687b"'
+const OTHER = '"2a-3e8-1"'
 const BOTH: Validators = { etag: ETAG, modified: MODIFIED }
 
 test('httpDate: the three HTTP-date forms, whatever the server time zone; anything else is undefined', (t) => {
@@ -41,21 +52,28 @@ test('httpDate: the three HTTP-date forms, whatever the server time zone; anythi
   for (const [value, expected] of cases) t.is(httpDate(value), expected, JSON.stringify(value))
 })
 
-test('validators: a weak ETag from size and mtime, Last-Modified in whole seconds, each only when sent', (t) => {
-  t.is(weakEtag(1000, 1700000000123.4), ETAG)
+test('validators: a strong ETag from inode, size and mtime (µs), or a weak one from size and mtime (ms); Last-Modified in whole seconds; each only when sent', (t) => {
+  const stats = { size: 1000, mtimeMs: 1700000000123.4, ino: 42 }
+  t.is(strongEtag(stats), ETAG)
+  t.is(strongEtag({ ...stats, ino: 43 }) === ETAG, false, 'a replaced file (another inode) has another tag')
+  t.is(strongEtag({ ...stats, mtimeMs: 1700000000123.401 }) === ETAG, false, 'a microsecond later is another tag')
+  t.is(weakEtag(1000, 1700000000123.4), WEAK)
   t.is(weakEtag(0, 0), 'W/"0-0"')
-  const stats = { size: 1000, mtimeMs: 1700000000123.4 }
-  const cases: Array<[{ etag: boolean; lastModified: boolean }, Validators]> = [
+  const cases: Array<[{ etag: EtagKind; lastModified: boolean }, Validators]> = [
     [
-      { etag: true, lastModified: true },
+      { etag: 'strong', lastModified: true },
       { etag: ETAG, modified: 1700000000000 },
+    ],
+    [
+      { etag: 'weak', lastModified: true },
+      { etag: WEAK, modified: 1700000000000 },
     ],
     [
       { etag: false, lastModified: true },
       { etag: undefined, modified: 1700000000000 },
     ],
     [
-      { etag: true, lastModified: false },
+      { etag: 'strong', lastModified: false },
       { etag: ETAG, modified: undefined },
     ],
     [
@@ -76,11 +94,12 @@ interface PreconditionCase {
 
 const preconditionCases: PreconditionCase[] = [
   { headers: {}, expected: 200, why: 'no preconditions' },
-  // If-Match (§13.1.1): the exact tag, a list, or *.
+  // If-Match (§13.1.1): the tag by strong comparison, a list, or *.
   { headers: { 'if-match': ETAG }, expected: 200, why: 'If-Match with the tag' },
   { headers: { 'if-match': `"x", ${ETAG}` }, expected: 200, why: 'If-Match with a list that has the tag' },
   { headers: { 'if-match': OTHER }, expected: 412, why: 'If-Match with another tag' },
-  { headers: { 'if-match': '"3e8-18bcfe5687b"' }, expected: 412, why: 'If-Match compares the exact tag: the strong form of a weak tag fails' },
+  { headers: { 'if-match': `W/${ETAG}` }, expected: 412, why: 'If-Match compares strongly (§8.8.3.2): the weak form of the tag fails' },
+  { headers: { 'if-match': WEAK }, validators: { etag: WEAK, modified: undefined }, expected: 412, why: 'a weak tag never matches strongly, even itself' },
   { headers: { 'if-match': '*' }, expected: 200, why: 'If-Match: * with a file' },
   { headers: { 'if-match': ' * ' }, expected: 200, why: 'If-Match: * with spaces' },
   { headers: { 'if-match': ETAG }, validators: { etag: undefined, modified: MODIFIED }, expected: 412, why: 'If-Match when no ETag is sent' },
@@ -103,7 +122,13 @@ const preconditionCases: PreconditionCase[] = [
   // If-None-Match (§13.1.2): weak comparison, lists, *; 304 for GET and HEAD, 412 otherwise.
   { headers: { 'if-none-match': ETAG }, expected: 304, why: 'If-None-Match with the tag' },
   { method: 'HEAD', headers: { 'if-none-match': ETAG }, expected: 304, why: 'HEAD with If-None-Match' },
-  { headers: { 'if-none-match': '"3e8-18bcfe5687b"' }, expected: 304, why: 'If-None-Match compares weakly: the strong form matches' },
+  { headers: { 'if-none-match': `W/${ETAG}` }, expected: 304, why: 'If-None-Match compares weakly: the weak form matches' },
+  {
+    headers: { 'if-none-match': '"3e8-18bcfe5687b"' },
+    validators: { etag: WEAK, modified: undefined },
+    expected: 304,
+    why: 'and the strong form of a weak tag',
+  },
   { headers: { 'if-none-match': `${OTHER}, ${ETAG}` }, expected: 304, why: 'If-None-Match with a list that has the tag' },
   { headers: { 'if-none-match': `${OTHER},"x"` }, expected: 200, why: 'If-None-Match with a list without it' },
   { headers: { 'if-none-match': '*' }, expected: 304, why: 'If-None-Match: *' },
@@ -145,7 +170,8 @@ const ifRangeCases: Array<{ value: string | string[] | undefined; validators?: V
   { value: ETAG, expected: true, why: 'the exact ETag' },
   { value: ` ${ETAG} `, expected: true, why: 'the ETag with spaces around it' },
   { value: OTHER, expected: false, why: 'another ETag' },
-  { value: '"3e8-18bcfe5687b"', expected: false, why: 'the strong form of the weak tag' },
+  { value: `W/${ETAG}`, expected: false, why: 'the weak form of the tag: If-Range compares strongly' },
+  { value: WEAK, validators: { etag: WEAK, modified: MODIFIED }, expected: false, why: 'a weak tag never holds, even the one sent (§13.1.5)' },
   { value: ETAG, validators: { etag: undefined, modified: MODIFIED }, expected: false, why: 'a tag when no ETag is sent' },
   { value: IMF, expected: true, why: 'exactly the Last-Modified date' },
   { value: RFC850, expected: true, why: 'the date in RFC 850 form' },
@@ -158,6 +184,6 @@ const ifRangeCases: Array<{ value: string | string[] | undefined; validators?: V
   { value: [ETAG], expected: true, why: 'a header given as an array' },
 ]
 
-test('ifRangeHolds: the exact ETag or exactly the Last-Modified date', (t) => {
+test('ifRangeHolds: the ETag by strong comparison or exactly the Last-Modified date', (t) => {
   for (const { value, validators = BOTH, expected, why } of ifRangeCases) t.is(ifRangeHolds(value, validators), expected, `${JSON.stringify(value)}: ${why}`)
 })

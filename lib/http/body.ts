@@ -1,7 +1,9 @@
 /**
  * The body of an HTTP/1 file response: zero-copy with sendFile, queued on the socket behind the
- * headers, when the bytes on the wire are exactly the file's; otherwise through `res.write`
- * (also HTTP/2's way when something wrapped the response), with backpressure.
+ * headers, when the bytes on the wire are exactly the file's (the part headers of a multipart
+ * body are plain writes in the same queue, between the ranges); otherwise through `res.write`
+ * (also HTTP/2's way when something wrapped the response, or for a multipart body), with
+ * backpressure.
  */
 import * as http from 'node:http'
 import * as http2 from 'node:http2'
@@ -10,6 +12,7 @@ import * as net from 'node:net'
 import { sendFile } from '../send-file.js'
 import type { OpenedPath } from '../source.js'
 import { streamRange } from '../stream-fallback.js'
+import type { FileBody } from './multipart.js'
 import type { BodyRange } from './ranges.js'
 import { type HeaderValue, type OutgoingResponse, isClientGone, responseClosed, shrankError } from './response.js'
 
@@ -84,30 +87,38 @@ export function bodyGoesRaw(res: http.ServerResponse, socket: net.Socket, announ
   )
 }
 
-/** The body with sendfile, queued on the socket behind the headers. */
+/**
+ * The body with sendfile, queued on the socket behind the headers: each part's head is a plain
+ * write and its range a sendFile, which the socket's write gate keeps in the order they are
+ * made; one part at a time, so a shrunk file stops the body at the first short range.
+ */
 export async function sendToSocket(
   res: http.ServerResponse,
   socket: net.Socket,
   file: OpenedPath,
-  body: BodyRange,
+  body: FileBody,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   // The headers must be in the socket's queue before sendFile queues the file behind them.
   res.flushHeaders()
-  let sent: number
-  try {
-    sent = await sendFile(socket, file.fd, { offset: body.start, length: body.length, signal })
-  } catch (error) {
-    // Part of the body may be out: only closing the connection tells the client it is short.
-    socket.destroy()
-    if (isClientGone(error)) return
-    throw error
+  for (const { head, range } of body.parts) {
+    let sent: number
+    try {
+      if (head.length > 0) socket.write(head)
+      sent = await sendFile(socket, file.fd, { offset: range.start, length: range.length, signal })
+    } catch (error) {
+      // Part of the body may be out: only closing the connection tells the client it is short.
+      socket.destroy()
+      if (isClientGone(error)) return
+      throw error
+    }
+    if (sent !== range.length) {
+      // The file shrank after fstat: Content-Length promised more, and keep-alive would misframe.
+      socket.destroy()
+      throw shrankError(file.path, sent, range.length)
+    }
   }
-  if (sent !== body.length) {
-    // The file shrank after fstat: Content-Length promised more, and keep-alive would misframe.
-    socket.destroy()
-    throw shrankError(file.path, sent, body.length)
-  }
+  if (body.tail.length > 0) socket.write(body.tail)
   res.end()
 }
 
@@ -116,31 +127,37 @@ export async function sendToSocket(
  * compression middleware, a wrapped `write`): the package's one read/write loop, waiting for
  * 'drain' whenever `write` asks to, so a slow client holds at most a chunk or two in memory.
  */
-export async function writeThroughResponse(res: OutgoingResponse, file: OpenedPath, body: BodyRange, signal: AbortSignal | undefined): Promise<void> {
-  let written: number
+export async function writeThroughResponse(res: OutgoingResponse, file: OpenedPath, body: FileBody, signal: AbortSignal | undefined): Promise<void> {
+  const flow = watchFlow(res)
   try {
-    written = await writeRange(res, file, body, signal)
+    for (const { head, range } of body.parts) {
+      if (head.length > 0) await flow.write(head)
+      const written = await writeRange(flow, file, range, signal)
+      if (written !== range.length) {
+        res.destroy()
+        throw shrankError(file.path, written, range.length)
+      }
+    }
+    if (body.tail.length > 0) await flow.write(body.tail)
   } catch (error) {
     res.destroy()
     if (isClientGone(error)) return
     throw error
-  }
-  if (written !== body.length) {
-    res.destroy()
-    throw shrankError(file.path, written, body.length)
+  } finally {
+    flow.stop()
   }
   res.end()
 }
 
-/** Writes `body` of `file` with `res.write`; resolves with the bytes written (fewer if the file shrank). */
-async function writeRange(res: OutgoingResponse, file: OpenedPath, { start, length }: BodyRange, signal: AbortSignal | undefined): Promise<number> {
-  const flow = watchFlow(res)
-  try {
-    // streamRange hands over each chunk as a buffer of its own: the response (or a gzip stream) may hold on to it.
-    return await streamRange(file, { offset: start, length }, { signal }, (chunk) => flow.write(chunk))
-  } finally {
-    flow.stop()
-  }
+/** Writes `range` of `file` through `flow`; resolves with the bytes written (fewer if the file shrank). */
+function writeRange(flow: Flow, file: OpenedPath, { start, length }: BodyRange, signal: AbortSignal | undefined): Promise<number> {
+  // streamRange hands over each chunk as a buffer of its own: the response (or a gzip stream) may hold on to it.
+  return streamRange(file, { offset: start, length }, { signal }, (chunk) => flow.write(chunk))
+}
+
+interface Flow {
+  write(chunk: Buffer): Promise<void>
+  stop(): void
 }
 
 /**
@@ -150,7 +167,7 @@ async function writeRange(res: OutgoingResponse, file: OpenedPath, { start, leng
  * `on('drain')` to its gzip stream but not `off`: the one listener stays on that stream, which
  * ends with the response.)
  */
-function watchFlow(res: OutgoingResponse) {
+function watchFlow(res: OutgoingResponse): Flow {
   let closed = res instanceof http2.Http2ServerResponse ? res.stream.destroyed : (res as http.ServerResponse).destroyed
   let wake: (() => void) | undefined
   const onDrain = () => wake?.()

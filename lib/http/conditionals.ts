@@ -18,24 +18,44 @@ export interface ConditionalHeaders {
   'if-unmodified-since'?: string
 }
 
+/** Which ETag a response carries: see `ServeFileOptions.etag`. */
+export type EtagKind = 'strong' | 'weak' | false
+
+/** What a validator is made of: `fs.Stats` has every field. */
+export interface FileVersion {
+  size: number
+  mtimeMs: number
+  ino: number
+}
+
 /** A weak tag from size and mtime: cheap (no read of the file), and any write changes it. */
 export function weakEtag(size: number, mtimeMs: number): string {
   return `W/"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`
 }
 
 /**
- * The validators of a file of `size` bytes modified at `mtimeMs`, those the options send.
+ * A strong tag from inode, size and mtime, as nginx's (size and mtime) and Apache's (with the
+ * inode) are: cheap (no read of the file), and a write, a replacement (a new inode) or a touch
+ * changes it. The mtime is taken to the microsecond, the precision `fs.Stats.mtimeMs` keeps of
+ * the kernel's nanoseconds (a double holds about 0.25 µs at today's dates).
+ */
+export function strongEtag({ size, mtimeMs, ino }: FileVersion): string {
+  return `"${ino.toString(16)}-${size.toString(16)}-${Math.round(mtimeMs * 1000).toString(16)}"`
+}
+
+/**
+ * The validators of a file, those the options send.
  *
  * @example
  * ```ts
- * validatorsOf({ size: 1000, mtimeMs: 1700000000123.4 }, { etag: true, lastModified: true })
+ * validatorsOf({ size: 1000, mtimeMs: 1700000000123.4, ino: 42 }, { etag: 'weak', lastModified: true })
  * // { etag: 'W/"3e8-18bcfe5687b"', modified: 1700000000000 }
  * ```
  */
-export function validatorsOf({ size, mtimeMs }: { size: number; mtimeMs: number }, send: { etag: boolean; lastModified: boolean }): Validators {
+export function validatorsOf(file: FileVersion, send: { etag: EtagKind; lastModified: boolean }): Validators {
   return {
-    etag: send.etag ? weakEtag(size, mtimeMs) : undefined,
-    modified: send.lastModified ? Math.floor(mtimeMs / 1000) * 1000 : undefined,
+    etag: send.etag === 'strong' ? strongEtag(file) : send.etag === 'weak' ? weakEtag(file.size, file.mtimeMs) : undefined,
+    modified: send.lastModified ? Math.floor(file.mtimeMs / 1000) * 1000 : undefined,
   }
 }
 
@@ -48,6 +68,11 @@ function entityTags(value: string): string[] | '*' {
 
 function opaque(tag: string): string {
   return tag.startsWith('W/') ? tag.slice(2) : tag
+}
+
+/** RFC 9110 §8.8.3.2 strong comparison: both tags strong, and the same. */
+function strongMatch(tag: string, etag: string | undefined): boolean {
+  return etag !== undefined && !etag.startsWith('W/') && tag === etag
 }
 
 /** `Sun Nov  6 08:49:37 1994`: the asctime form (RFC 9110 §5.6.7), the one without `GMT`. */
@@ -75,13 +100,12 @@ export function httpDate(value: string | undefined): number | undefined {
  * The status the preconditions answer, in RFC 9110 §13.2.2 order: If-Match, else
  * If-Unmodified-Since; then If-None-Match, else If-Modified-Since (GET and HEAD only). A
  * matching If-None-Match is 304 for GET and HEAD, 412 for other methods. If-None-Match compares
- * weakly, as the RFC says. If-Match compares the exact tag, as nginx does: the RFC's strong
- * comparison would never match the weak tags this package sends, so `If-Match` with a tag
- * fresh from a 200 would fail.
+ * weakly and If-Match strongly, as the RFC says: with `etag: 'weak'`, If-Match with a tag
+ * never holds (a weak tag cannot promise the same bytes).
  *
  * @example
  * ```ts
- * preconditions('GET', { 'if-none-match': 'W/"3e8-1"' }, { etag: 'W/"3e8-1"', modified: undefined }) // 304
+ * preconditions('GET', { 'if-none-match': 'W/"3e8-1"' }, { etag: '"3e8-1"', modified: undefined }) // 304
  * ```
  */
 export function preconditions(method: string | undefined, headers: ConditionalHeaders, { etag, modified }: Validators): 200 | 304 | 412 {
@@ -89,7 +113,7 @@ export function preconditions(method: string | undefined, headers: ConditionalHe
   const ifMatch = headers['if-match']
   if (ifMatch !== undefined) {
     const tags = entityTags(ifMatch)
-    if (tags !== '*' && (etag === undefined || !tags.includes(etag))) return 412
+    if (tags !== '*' && !tags.some((tag) => strongMatch(tag, etag))) return 412
   } else if (modified !== undefined) {
     const since = httpDate(headers['if-unmodified-since'])
     if (since !== undefined && modified > since) return 412
@@ -106,8 +130,9 @@ export function preconditions(method: string | undefined, headers: ConditionalHe
 }
 
 /**
- * Whether an `If-Range` value (absent: true) still names this file: exactly its ETag, or
- * exactly its Last-Modified date. False sends the whole file instead of the range.
+ * Whether an `If-Range` value (absent: true) still names this file: its ETag by strong
+ * comparison (a weak tag never holds, RFC 9110 §13.1.5), or exactly its Last-Modified date.
+ * False sends the whole file instead of the range.
  *
  * @example
  * ```ts
@@ -117,7 +142,7 @@ export function preconditions(method: string | undefined, headers: ConditionalHe
 export function ifRangeHolds(value: string | string[] | undefined, { etag, modified }: Validators): boolean {
   if (value === undefined) return true
   const condition = (Array.isArray(value) ? value.join(', ') : value).trim()
-  if (condition.startsWith('"') || condition.startsWith('W/"')) return condition === etag
+  if (condition.startsWith('"') || condition.startsWith('W/"')) return strongMatch(condition, etag)
   const date = httpDate(condition)
   return date !== undefined && date === modified
 }

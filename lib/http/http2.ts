@@ -7,21 +7,22 @@ import * as http2 from 'node:http2'
 import { abortError } from '../errors.js'
 import type { OpenedPath } from '../source.js'
 import { writeThroughResponse } from './body.js'
-import type { BodyRange } from './ranges.js'
+import { type FileBody, plainRange } from './multipart.js'
 import { type Headers, isClientGone, writeHead } from './response.js'
 
 /**
  * Answers with `status`, `headers` and `body` of `file`: through `respondWithFD`, reading the
  * fd as the flow-control window opens; through `res.write` when something wrapped the
- * response's `writeHead`, `write` or `end`. Resolves once the stream has closed: until then the
- * fd is still being read and must stay open.
+ * response's `writeHead`, `write` or `end`, or for a multipart body (`respondWithFD` sends one
+ * range of one fd). Resolves once the stream has closed: until then the fd is still being read
+ * and must stay open.
  */
 export async function sendOverHttp2(
   res: http2.Http2ServerResponse,
   file: OpenedPath,
   status: number,
   headers: Headers,
-  body: BodyRange,
+  body: FileBody,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const stream = res.stream
@@ -29,7 +30,8 @@ export async function sendOverHttp2(
   if (stream.destroyed || stream.closed) return
   if (signal?.aborted) throw abortError(signal)
   const prototype = http2.Http2ServerResponse.prototype
-  if (res.writeHead !== prototype.writeHead || res.write !== prototype.write || res.end !== prototype.end) {
+  const range = plainRange(body)
+  if (range === undefined || res.writeHead !== prototype.writeHead || res.write !== prototype.write || res.end !== prototype.end) {
     writeHead(res, status, headers)
     return writeThroughResponse(res, file, body, signal)
   }
@@ -39,7 +41,7 @@ export async function sendOverHttp2(
   streamHeaders[':status'] = status
   // For whoever logs the response afterwards: it went out past the compatibility layer.
   res.statusCode = status
-  await untilStreamClosed(stream, signal, () => stream.respondWithFD(file.fd, streamHeaders, { offset: body.start, length: body.length }))
+  await untilStreamClosed(stream, signal, () => stream.respondWithFD(file.fd, streamHeaders, { offset: range.start, length: range.length }))
 }
 
 /**

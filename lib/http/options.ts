@@ -1,10 +1,26 @@
 /** The options of serveFile and createStaticHandler, validated once into settings. */
+import type * as fs from 'node:fs'
 import * as http from 'node:http'
 import type * as http2 from 'node:http2'
 
 import { invalidArgType, invalidArgValue, outOfRange } from '../errors.js'
-import { validateBoolean, validateFiniteNumber, validateInteger, validateOneOf, validateOptionsObject, validateSignal, validateString } from '../validate.js'
+import {
+  validateBoolean,
+  validateCallback,
+  validateFiniteNumber,
+  validateInteger,
+  validateOneOf,
+  validateOptionsObject,
+  validateSignal,
+  validateString,
+} from '../validate.js'
+import type { EtagKind } from './conditionals.js'
+import { ENCODINGS, type Encoding } from './encoding.js'
+import { DEFAULT_MAX_RANGES } from './ranges.js'
 import type { Headers } from './response.js'
+
+/** {@link ServeFileOptions.setHeaders}: sets headers on a file response before they go out. */
+export type SetHeaders = (res: http.ServerResponse | http2.Http2ServerResponse, path: string, stats: fs.Stats) => void
 
 /** Options of {@link serveFile} (and of every file {@link createStaticHandler} serves). */
 export interface ServeFileOptions {
@@ -16,10 +32,39 @@ export interface ServeFileOptions {
   cacheControl?: boolean
   /** Sends `Last-Modified` and honours the date preconditions. Default true. */
   lastModified?: boolean
-  /** Sends a weak `ETag` (`W/"<size hex>-<mtime ms hex>"`) and honours entity-tag preconditions. Default true. */
-  etag?: boolean
+  /**
+   * The `ETag` sent, and honoured in `If-Match`, `If-None-Match` and `If-Range`. `'strong'`:
+   * `"<inode>-<size>-<mtime µs>"` (hex), so `If-Range` and `If-Match`, which compare strongly,
+   * hold for the tag a client got; `'weak'`: `W/"<size>-<mtime ms>"`, which only `If-None-Match`
+   * can match (a range request with it as `If-Range` gets the whole file); false: none. `true`
+   * is `'strong'`. Default `'strong'`.
+   */
+  etag?: boolean | 'strong' | 'weak'
   /** Sends `Accept-Ranges: bytes` and honours `Range`. False: `Accept-Ranges: none`, `Range` ignored. Default true. */
   acceptRanges?: boolean
+  /**
+   * Most ranges one request may ask for: more are answered with the whole file (200), as are
+   * ranges that overlap more than once. Several ranges answer `206` with a
+   * `multipart/byteranges` body; 1 allows single ranges only. Default 32.
+   */
+  maxRanges?: number
+  /**
+   * Serves `file.br`, `file.zst` or `file.gz` from beside the file when it exists and the
+   * request's `Accept-Encoding` takes it (q-values honoured; `q=0` refuses), with
+   * `Content-Encoding`, the file's own `Content-Type`, and the variant's own `ETag`,
+   * `Content-Length` and ranges. Every response for a file with a variant carries
+   * `Vary: Accept-Encoding`. `true` is `['br', 'zstd', 'gzip']`; a list says which, in the
+   * order of preference when the client weighs them equally. Default false.
+   */
+  precompressed?: boolean | Array<'br' | 'zstd' | 'gzip'>
+  /**
+   * Called with the response, the file's path and its `fs.Stats` before the headers of every
+   * 200, 206 or HEAD file response (not 304, 412 or 416) are set; the headers it sets win over
+   * the computed ones (keep `Content-Length` and `Content-Range`: they frame the body). With
+   * `precompressed`, `path` and `stats` are those of the file asked for, not of the variant sent.
+   * It may throw: the response has not started, and the promise (or `next`) gets the error.
+   */
+  setHeaders?: SetHeaders
   /**
    * `Content-Type` of the file. Default: a `Content-Type` already set on the response, else
    * the type of the file's extension (with `charset=utf-8` for text), else `application/octet-stream`.
@@ -37,10 +82,16 @@ export interface ServeFileOptions {
    * body for a whole one.
    */
   signal?: AbortSignal
+  /**
+   * Offers the file as a download: `Content-Disposition: attachment` with the file's base name
+   * (`true`) or this name, in an ASCII `filename` and, when the name is not plain ASCII, an
+   * RFC 8187 `filename*`. Default false.
+   */
+  download?: boolean | string
 }
 
-/** Options of {@link createStaticHandler}. */
-export interface StaticOptions extends ServeFileOptions {
+/** Options of {@link createStaticHandler}: those of {@link serveFile} but `download`. */
+export interface StaticOptions extends Omit<ServeFileOptions, 'download'> {
   /**
    * File served for a directory URL (`/docs/` → `/docs/index.html`); a list: the first of them
    * that exists; false (or `[]`): directories are 404. Default `'index.html'`.
@@ -99,8 +150,12 @@ export interface StaticHandler {
 export interface FileSettings {
   cacheControl: string | undefined
   lastModified: boolean
-  etag: boolean
+  etag: EtagKind
   acceptRanges: boolean
+  maxRanges: number
+  /** The encodings of the variants to look for, in the order of preference; empty: none. */
+  precompressed: Encoding[]
+  setHeaders: SetHeaders | undefined
   contentType: string | undefined
   headers: Headers
   signal: AbortSignal | undefined
@@ -121,9 +176,36 @@ const DOTFILES = ['ignore', 'allow', 'deny'] as const
 const SYMLINKS = ['inside', 'deny', 'follow'] as const
 const DEFAULT_OPEN_FILE_CACHE = { max: 1000, validMs: 1000 }
 
+export interface ServeFileSettings extends FileSettings {
+  download: boolean | string
+}
+
 /** The options of serveFile, checked; `null` counts as no options, as it always has here. */
-export function fileSettings(value: unknown): FileSettings {
-  return settingsFrom(validateOptionsObject(value ?? undefined))
+export function fileSettings(value: unknown): ServeFileSettings {
+  const options = validateOptionsObject(value ?? undefined)
+  return { ...settingsFrom(options), download: validDownload(options.download) }
+}
+
+function validDownload(value: unknown): boolean | string {
+  if (value === undefined || typeof value === 'boolean') return value ?? false
+  if (typeof value !== 'string') throw invalidArgType('options.download', 'a boolean or a file name', value)
+  if (value === '' || value.includes('\0')) throw invalidArgValue('options.download', value, 'must be a non-empty file name without null bytes')
+  return value
+}
+
+function validEtag(value: unknown): EtagKind {
+  if (value === undefined || value === true) return 'strong'
+  if (value === false || value === 'strong' || value === 'weak') return value
+  if (typeof value !== 'string') throw invalidArgType('options.etag', "'strong', 'weak' or a boolean", value)
+  return validateOneOf(value, 'options.etag', ['strong', 'weak'] as const)
+}
+
+function validPrecompressed(value: unknown): Encoding[] {
+  if (value === undefined || value === false) return []
+  if (value === true) return [...ENCODINGS]
+  if (!Array.isArray(value)) throw invalidArgType('options.precompressed', "a boolean or an array of 'br', 'zstd' and 'gzip'", value)
+  const encodings = value.map((encoding, at) => validateOneOf(encoding, `options.precompressed[${at}]`, ENCODINGS))
+  return [...new Set(encodings)]
 }
 
 function settingsFrom(options: Record<string, unknown>): FileSettings {
@@ -137,8 +219,11 @@ function settingsFrom(options: Record<string, unknown>): FileSettings {
       ? `public, max-age=${Math.floor(maxAge)}${immutable ? ', immutable' : ''}`
       : undefined,
     lastModified: validateBoolean(options.lastModified, 'options.lastModified', true),
-    etag: validateBoolean(options.etag, 'options.etag', true),
+    etag: validEtag(options.etag),
     acceptRanges: validateBoolean(options.acceptRanges, 'options.acceptRanges', true),
+    maxRanges: options.maxRanges === undefined ? DEFAULT_MAX_RANGES : validMaxRanges(options.maxRanges),
+    precompressed: validPrecompressed(options.precompressed),
+    setHeaders: validateCallback<SetHeaders>(options.setHeaders, 'options.setHeaders'),
     contentType,
     headers: options.headers === undefined ? {} : validHeaders(options.headers),
     signal,
@@ -186,6 +271,13 @@ function validExtensions(extensions: unknown): string[] {
       throw invalidArgValue(label, extension, "must be an extension without its dot (such as 'html'), with no '/', '\\' or null byte")
     return `.${extension}`
   })
+}
+
+/** At least one range (1: no multipart); at most 1000, far past what any client asks. */
+function validMaxRanges(value: unknown): number {
+  const max = validateInteger(value, 'options.maxRanges', 1000)
+  if (max === 0) throw outOfRange('options.maxRanges', '>= 1 && <= 1000', max)
+  return max
 }
 
 /** At least one entry (`false` turns the cache off); at most a million fds. */

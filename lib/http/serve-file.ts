@@ -1,10 +1,13 @@
 /** serveFile: one request answered with one file. */
 import type * as http from 'node:http'
 import type * as http2 from 'node:http2'
+import * as nodePath from 'node:path'
 
 import { abortError } from '../errors.js'
+import type { OpenedPath } from '../source.js'
 import { validateString } from '../validate.js'
-import { respondWithFile } from './file-response.js'
+import { attachment } from './disposition.js'
+import { type VariantSuffix, respondWithFile } from './file-response.js'
 import { closeQuietly, openForResponse } from './files.js'
 import { type ServeFileOptions, fileSettings } from './options.js'
 import { headersSentError, isRefusal, refuse } from './response.js'
@@ -13,16 +16,20 @@ import { headersSentError, isRefusal, refuse } from './response.js'
  * Answers an HTTP request with a file, its body sent zero-copy with `sendfile(2)`:
  *
  * - 200 with `Content-Type` (from the extension; `charset=utf-8` for text), `Content-Length`,
- *   `Accept-Ranges: bytes`, `Last-Modified`, a weak `ETag` from size and mtime and
+ *   `Accept-Ranges: bytes`, `Last-Modified`, a strong `ETag` from inode, size and mtime and
  *   `Cache-Control: public, max-age=<maxAge>[, immutable]`. HEAD: the same headers, no body.
- * - `Range` on GET: one range → 206 with `Content-Range` (`bytes=0-99`, `bytes=100-`,
- *   `bytes=-100`); no satisfiable range → 416 with `Content-Range: bytes *\/<size>`. Several
- *   ranges → 200 with the whole file (no multipart/byteranges: the simplest correct answer).
- *   A malformed `Range` is ignored (200). `If-Range` (an exact ETag or the Last-Modified date)
- *   that no longer matches → 200 with the whole file.
+ * - `Range` on GET (and HEAD, without the body): one range → 206 with `Content-Range`
+ *   (`bytes=0-99`, `bytes=100-`, `bytes=-100`); several → 206 `multipart/byteranges`, each
+ *   range sent zero-copy after its part headers (overlapping and adjacent ranges coalesced;
+ *   more than `maxRanges`, or ranges overlapping more than once → 200); no satisfiable range →
+ *   416 with `Content-Range: bytes *\/<size>`. A malformed `Range` is ignored (200). `If-Range`
+ *   (the ETag, strongly compared, or the Last-Modified date) that no longer matches → 200 with
+ *   the whole file.
  * - Preconditions in RFC 9110 order: `If-Match` / `If-Unmodified-Since` failing → 412;
  *   `If-None-Match` (weak comparison, `*`, lists), else `If-Modified-Since` → 304 with the
- *   validators and `Cache-Control`, no body. `If-Match` and `If-Range` compare the exact tag.
+ *   validators and `Cache-Control`, no body. `If-Match` and `If-Range` compare strongly.
+ * - `precompressed`: `path.br` / `path.zst` / `path.gz` when the client accepts it (see the
+ *   option); `download`: `Content-Disposition: attachment`; `setHeaders`: the caller's headers.
  * - A missing path, a directory, or anything else that is not a regular file (a FIFO, a Unix
  *   socket, a device) → 404, without waiting on a FIFO; EACCES → 403.
  *
@@ -68,8 +75,18 @@ export async function serveFile(
   if (isRefusal(opened)) return refuse(req, res, opened)
   try {
     if (!opened.stats.isFile()) return refuse(req, res, { status: 404 })
-    await respondWithFile(req, res, opened, settings)
+    const disposition = settings.download === false ? undefined : attachment(settings.download === true ? nodePath.basename(path) : settings.download)
+    await respondWithFile(req, res, opened, settings, { path, disposition, openVariant: (suffix) => openVariant(path, suffix) })
   } finally {
     closeQuietly(opened)
   }
+}
+
+/** `path` + `suffix` (`app.js.br`) when it is a regular file, opened as `path` was; else undefined. */
+async function openVariant(path: string, suffix: VariantSuffix): Promise<OpenedPath | undefined> {
+  const opened = await openForResponse(path + suffix, { noFollow: false })
+  if (isRefusal(opened)) return undefined
+  if (opened.stats.isFile()) return opened
+  closeQuietly(opened)
+  return undefined
 }
