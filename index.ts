@@ -17,4 +17,4 @@ export { TRANSFER_CHANNEL_NAME, transferChannel, type TransferChannel, type Tran
 export type { SendfileOptions, SendFileOptions, CopyFileOptions, CopyFileSyncOptions } from './lib/options.js'
 export type { SystemError } from './lib/errors.js'
 export { isNative, nativeError } from './lib/native.js'
-export { serveFile, createStaticHandler, type ServeFileOptions, type StaticOptions, type StaticHandler } from './lib/http/index.js'
+export { serveFile, createStaticHandler, type ServeFileOptions, type StaticOptions, type StaticHandler, type SetHeaders } from './lib/http/index.js'

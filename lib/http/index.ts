@@ -10,10 +10,12 @@
  * Over HTTP/2 the stream sends the file itself (`respondWithFD`).
  *
  * The modules: `options` (validated once), `target` (URL to a path under the root), `files`
- * (opening, and the statuses fs errors answer), `ranges` and `conditionals` (pure RFC 9110
- * logic), `response` (head and refusals), `file-response`, `body` and `http2` (the answer with a
- * file and its body), `serve-file` and `static` (the public entry points).
+ * (opening, and the statuses fs errors answer), `ranges`, `conditionals`, `encoding`
+ * (Accept-Encoding), `disposition` (downloads) and `multipart` (the shape of a body) as pure
+ * RFC logic, `response` (head and refusals), `file-response`, `body` and `http2` (the answer with
+ * a file and its body), `serve-file` and `static` (the public entry points). The Fastify plugin
+ * (`lib/fastify.ts`) is a subpath of its own, `@zerocopy/sendfile/fastify`.
  */
 export { serveFile } from './serve-file.js'
 export { createStaticHandler } from './static.js'
-export type { ServeFileOptions, StaticOptions, StaticHandler } from './options.js'
+export type { ServeFileOptions, StaticOptions, StaticHandler, SetHeaders } from './options.js'
