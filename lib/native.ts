@@ -94,7 +94,7 @@ interface NativeResult {
 }
 
 /** Why the kernel refused, for a report; `syscall` names the call it refused. */
-function refusalReason(outcome: Binding.Outcome, syscall: string): string | undefined {
+export function refusalReason(outcome: Pick<Binding.Outcome, 'refusal' | 'errno'>, syscall: string): string | undefined {
   const refusal: `${Binding.RefusalKind}` | undefined = outcome.refusal
   if (refusal === 'size_unknown') return 'the source reports size 0 (like /proc and /sys files): only read(2) finds its end'
   if (refusal === 'unsupported') return `the kernel answered ${util.getSystemErrorName(-(outcome.errno ?? 0))} to ${syscall}`

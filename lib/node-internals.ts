@@ -57,3 +57,17 @@ export function flushHeldHeader(socket: net.Socket): void {
   const response = (socket as unknown as { _httpMessage?: (http.OutgoingMessage & { _headerSent?: boolean }) | null })._httpMessage
   if (response?.headersSent && response._headerSent === false) response.flushHeaders()
 }
+
+/**
+ * Takes the header block an `http.ServerResponse` still holds (see {@link flushHeldHeader}) to
+ * send it together with the body: one segment instead of two for a small response. Marked as
+ * sent, so Node does not send it again; undefined when there is none to take (no `writeHead`
+ * yet, or already sent). No public API hands out the header block: `_header` holds it as Node
+ * built it (latin1, as Node writes it) and `_headerSent` says whether it went out.
+ */
+export function takeHeldHeader(res: http.ServerResponse): Buffer | undefined {
+  const response = res as http.ServerResponse & { _header?: unknown; _headerSent?: boolean }
+  if (response._headerSent !== false || typeof response._header !== 'string') return undefined
+  response._headerSent = true
+  return Buffer.from(response._header, 'latin1')
+}

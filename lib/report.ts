@@ -21,6 +21,12 @@ export interface TransferReport {
   /** The socket or fd the bytes went to, or the destination of a copy. */
   target: net.Socket | number | string | URL | fs.promises.FileHandle
   bytes: number
+  /**
+   * For a `sendFile` to a socket with `sendfile`: the bytes sent at once from the event loop
+   * (a small range already in the page cache, when it fits the socket's buffer), without a
+   * native job; the rest, if any, went through the asynchronous driver.
+   */
+  inlineBytes?: number
   /** Set when the transfer failed. */
   error?: unknown
 }

@@ -6,7 +6,7 @@ import { abortError, invalidArgType } from './errors.js'
 import { validateBoolean, validateCallback, validateFd, validateFileSource, validateOptionsObject, validateRange, validateSignal } from './validate.js'
 import { newReport, reporting } from './report.js'
 import type { SendFileOptions } from './options.js'
-import { openSource } from './source.js'
+import { type OpenedFile, openSource } from './source.js'
 import { streamRange, writeAllToFd } from './stream-fallback.js'
 import { type SendFileJob, sendChoosingPath } from './send-path.js'
 import { sendFileToSocket } from './socket-gate.js'
@@ -51,6 +51,26 @@ export function sendFile(target: net.Socket | number, source: string | URL | fs.
     if (typeof target === 'number') validateFd(target, 'target')
     if (job.signal?.aborted) throw abortError(job.signal)
     return typeof target === 'number' ? sendFileToFd(target, job) : sendFileToSocket(target, job)
+  } catch (error) {
+    return Promise.reject(error)
+  }
+}
+
+/**
+ * For the HTTP layer: a range of a file it opened and fstat'ed, to a socket, queued like
+ * {@link sendFile} and with `head` (a response's head, a multipart part's headers) sent just
+ * before it, in the same segment when the range goes inline. Resolves with the file bytes sent.
+ */
+export function sendOpenedFile(
+  socket: net.Socket,
+  file: OpenedFile,
+  range: { offset: number; length: number },
+  signal: AbortSignal | undefined,
+  head?: Buffer,
+): Promise<number> {
+  try {
+    if (signal?.aborted) throw abortError(signal)
+    return sendFileToSocket(socket, { source: file.fd, opened: file, range, signal, fallback: true, head })
   } catch (error) {
     return Promise.reject(error)
   }

@@ -1,8 +1,8 @@
 /** Choosing how a sendFile moves its bytes (zero-copy, or the stream fallback) and moving them. */
 import type * as net from 'node:net'
 
-import { unsupported } from './errors.js'
-import { NativeRun, type TransferHooks, nativeBinding, warnNotZeroCopy } from './native.js'
+import { systemError, unsupported } from './errors.js'
+import { NativeRun, type TransferHooks, nativeBinding, refusalReason, warnNotZeroCopy } from './native.js'
 import { refreshIdleTimer } from './node-internals.js'
 import type { FileSource, FixedRange } from './validate.js'
 import type { TransferReport } from './report.js'
@@ -10,6 +10,10 @@ import { type OpenedFile, nativeCount, rangeTotal, whyNotSendable } from './sour
 
 export interface SendFileJob {
   source: FileSource
+  /** The source already open and fstat'ed by the caller (who closes it), so not opened again. */
+  opened?: OpenedFile
+  /** Bytes to send ahead of the file (an HTTP response's head): see {@link SendTarget.head}. */
+  head?: Buffer
   range: FixedRange
   signal?: AbortSignal
   onProgress?: (bytesSent: number, total: number) => void
@@ -28,6 +32,13 @@ export interface SendTarget {
   onNativeRun?: (run: NativeRun) => void
   /** The same bytes through JavaScript, with backpressure. */
   streamFallback: (hooks: TransferHooks) => Promise<number>
+  /**
+   * Bytes that go out before the file (an HTTP response's head), sent with it when it goes
+   * inline, else with {@link SendTarget.writeHead} before the file. Only with a socket.
+   */
+  head?: Buffer
+  /** Writes (what is left of) the head through the socket's own writer, ahead of the file. */
+  writeHead?: (head: Buffer) => Promise<void>
 }
 
 /** Why this transfer cannot even try zero-copy, or undefined when it can. */
@@ -51,19 +62,55 @@ export async function sendChoosingPath(job: SendFileJob, file: OpenedFile, targe
   const socket = typeof target.destination === 'number' ? undefined : target.destination
   const idleTimeout = socket !== undefined && (socket.timeout ?? 0) > 0
   const hooks: TransferHooks = { signal: job.signal, onProgress: job.onProgress, total, onMoved: idleTimeout ? () => refreshIdleTimer(socket) : undefined }
+  let head = target.head
+  const writeHead = async () => {
+    if (head !== undefined && head.length > 0) await target.writeHead?.(head)
+    head = undefined
+  }
   // Nothing to send: no path to take, nothing to report as zero-copy or fallback.
-  if (total === 0) return 0
+  if (total === 0) {
+    await writeHead()
+    return 0
+  }
   let reason = whyNoZeroCopy(file, target)
   if (reason === undefined && nativeBinding !== null) {
     const native = nativeBinding
-    const run = new NativeRun(native, hooks)
-    target.onNativeRun?.(run)
     report.method = 'sendfile'
-    const request = { outFd: target.fd, inFd: file.fd, offset: job.range.offset, count: nativeCount(total, job.range) }
-    const result = await run.run((control, onProgress) => native.sendfileAsync(request, control, onProgress), 'sendfile', { path: file.path }, true)
-    if (result.refusedBecause === undefined) return (report.bytes = result.bytes)
-    reason = result.refusedBecause
+    // A socket whose turn it is: a small cached range goes out now, from here (the binding
+    // decides what is small and cached); what does not fit continues on the async driver.
+    let sentNow = 0
+    if (socket !== undefined && total > 0) {
+      const now = native.sendNowSync({ outFd: target.fd, inFd: file.fd, head, offset: job.range.offset, count: total })
+      if (!now.skipped) {
+        head = head?.subarray(now.head)
+        sentNow = report.inlineBytes = now.body
+        reason = refusalReason(now, 'sendfile')
+        if (reason === undefined && now.errno !== undefined && now.errno !== null)
+          throw systemError(now.errno, 'sendfile', { path: file.path, bytesSent: sentNow })
+        if (sentNow > 0) hooks.onMoved?.()
+        if (reason === undefined && sentNow === total) {
+          job.onProgress?.(total, total)
+          return (report.bytes = total)
+        }
+      }
+    }
+    if (reason === undefined) {
+      await writeHead()
+      const rest: TransferHooks = sentNow === 0 ? hooks : { ...hooks, onProgress: job.onProgress && ((bytes) => job.onProgress?.(sentNow + bytes, total)) }
+      const run = new NativeRun(native, rest)
+      target.onNativeRun?.(run)
+      const request = {
+        outFd: target.fd,
+        inFd: file.fd,
+        offset: job.range.offset + sentNow,
+        count: total > 0 ? total - sentNow : nativeCount(total, job.range),
+      }
+      const result = await run.run((control, onProgress) => native.sendfileAsync(request, control, onProgress), 'sendfile', { path: file.path }, true)
+      if (result.refusedBecause === undefined) return (report.bytes = sentNow + result.bytes)
+      reason = result.refusedBecause
+    }
   }
+  await writeHead()
   report.reason = reason
   if (!job.fallback) {
     report.method = 'none'

@@ -188,9 +188,9 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
     try {
       if (job.signal?.aborted) throw abortError(job.signal)
       await whenConnected(socket)
-      file = await openSource(job.source)
+      if (job.opened === undefined) file = await openSource(job.source)
+      const opened = job.opened ?? (file as OpenedFile)
       if (socket.destroyed) throw streamDestroyed()
-      const opened = file
       return await sendChoosingPath(
         job,
         opened,
@@ -203,6 +203,12 @@ function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWrit
             const cancelled = new AbortController()
             runningSends.set(socket, (reason) => cancelled.abort(reason))
             return streamRange(opened, job.range, hooks, (chunk) => writeThrough(socket, writers, chunk, cancelled.signal))
+          },
+          head: job.head,
+          writeHead: (head) => {
+            const cancelled = new AbortController()
+            runningSends.set(socket, (reason) => cancelled.abort(reason))
+            return writeThrough(socket, writers, head, cancelled.signal)
           },
         },
         report,

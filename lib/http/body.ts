@@ -9,7 +9,8 @@ import * as http from 'node:http'
 import * as http2 from 'node:http2'
 import * as net from 'node:net'
 
-import { sendFile } from '../send-file.js'
+import { takeHeldHeader } from '../node-internals.js'
+import { sendOpenedFile } from '../send-file.js'
 import type { OpenedPath } from '../source.js'
 import { streamRange } from '../stream-fallback.js'
 import type { FileBody } from './multipart.js'
@@ -99,13 +100,15 @@ export async function sendToSocket(
   body: FileBody,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  // The headers must be in the socket's queue before sendFile queues the file behind them.
-  res.flushHeaders()
+  // The response's head goes out with the first bytes of the file: one segment when the body is
+  // small and cached (sent inline), else just ahead of it in the socket's queue.
+  let responseHead = takeHeldHeader(res)
   for (const { head, range } of body.parts) {
     let sent: number
     try {
-      if (head.length > 0) socket.write(head)
-      sent = await sendFile(socket, file.fd, { offset: range.start, length: range.length, signal })
+      const before = responseHead === undefined ? head : head.length === 0 ? responseHead : Buffer.concat([responseHead, head])
+      responseHead = undefined
+      sent = await sendOpenedFile(socket, file, { offset: range.start, length: range.length }, signal, before)
     } catch (error) {
       // Part of the body may be out: only closing the connection tells the client it is short.
       socket.destroy()

@@ -7,11 +7,13 @@
 
 mod beneath;
 mod copy;
+mod inline;
 mod interrupt;
 mod platform;
 
 pub use beneath::{open_beneath, open_with_stat, Beneath, Symlinks};
 pub use copy::{open_for_copy, FileCopy, OpenedFiles};
+pub use inline::{send_now, SentNow, INLINE_LIMIT};
 pub use interrupt::BlockedCall;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -6,6 +6,7 @@
 
 #![deny(clippy::all)]
 
+pub mod inline;
 pub mod open;
 
 use napi::bindgen_prelude::*;

@@ -43,3 +43,47 @@ pub(crate) fn open_without_symlinks(
     result => Some(result),
   }
 }
+
+/// Whether every byte of `[offset, offset + count)` is in the page cache now: a `preadv2` with
+/// `RWF_NOWAIT` into `scratch`, which answers `EAGAIN` (or reads short) instead of waiting for
+/// the disk. The caller's event loop may then `sendfile` the range without blocking on a read.
+/// A raw syscall: glibc's wrapper appeared in 2.26, past the oldest glibc the package supports.
+pub(crate) fn range_is_cached(input: BorrowedFd<'_>, offset: u64, scratch: &mut [u8]) -> bool {
+  use std::os::fd::AsRawFd;
+  let Ok(offset) = i64::try_from(offset) else {
+    return false;
+  };
+  let iov = nix::libc::iovec {
+    iov_base: scratch.as_mut_ptr().cast(),
+    iov_len: scratch.len(),
+  };
+  // The offset as the syscall takes it: low and high halves of a word (on 64-bit, all of it
+  // in the low word; the kernel shifts the high one out).
+  let bits = usize::BITS;
+  let low = offset as u64 as nix::libc::c_ulong;
+  let high = ((offset as u64) >> (bits / 2) >> (bits / 2)) as nix::libc::c_ulong;
+  // SAFETY: `iov` describes `scratch`, valid and writable for its length during the call.
+  let read = unsafe {
+    nix::libc::syscall(
+      nix::libc::SYS_preadv2,
+      input.as_raw_fd(),
+      &iov as *const nix::libc::iovec,
+      1,
+      low,
+      high,
+      nix::libc::RWF_NOWAIT,
+    )
+  };
+  read >= 0 && read as usize == scratch.len()
+}
+
+/// Sends `bytes` without waiting, telling the kernel more follows (`MSG_MORE`), so that a
+/// response's head and the body `sendfile` puts behind it leave as one segment.
+pub(crate) fn send_more(out: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+  use nix::sys::socket::{send, MsgFlags};
+  // nix names no MSG_MORE; the bit is the kernel's.
+  let flags = MsgFlags::from_bits_retain(nix::libc::MSG_MORE)
+    | MsgFlags::MSG_DONTWAIT
+    | MsgFlags::MSG_NOSIGNAL;
+  send(std::os::fd::AsRawFd::as_raw_fd(&out), bytes, flags)
+}

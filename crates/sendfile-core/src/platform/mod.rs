@@ -40,7 +40,27 @@ pub(crate) fn copy_file_range(
 }
 
 #[cfg(linux_like)]
-pub(crate) use linux::{open_without_symlinks, DIRECTORY_WALK_FLAGS};
+pub(crate) use linux::{open_without_symlinks, range_is_cached, send_more, DIRECTORY_WALK_FLAGS};
+
+/// Only Linux can ask whether a read would wait for the disk (`RWF_NOWAIT`): elsewhere no
+/// range counts as cached, so nothing is sent from the event loop.
+#[cfg(not(linux_like))]
+pub(crate) fn range_is_cached(
+  _input: std::os::fd::BorrowedFd<'_>,
+  _offset: u64,
+  _scratch: &mut [u8],
+) -> bool {
+  false
+}
+
+/// Never called where [`range_is_cached`] is always false.
+#[cfg(not(linux_like))]
+pub(crate) fn send_more(
+  _out: std::os::fd::BorrowedFd<'_>,
+  _bytes: &[u8],
+) -> Result<usize, nix::errno::Errno> {
+  Err(nix::errno::Errno::ENOSYS)
+}
 
 /// Without `O_PATH`, a directory on a walk is opened for reading.
 #[cfg(not(linux_like))]
