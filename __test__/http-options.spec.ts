@@ -11,14 +11,15 @@ import express from 'express'
 import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
-import type * as net from 'node:net'
+import * as https from 'node:https'
+import * as net from 'node:net'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
 import * as zlib from 'node:zlib'
 
 import { type ServeFileOptions, serveFile } from '..'
 import { pattern, sha256, tempDir } from './helpers'
-import { MiB, captureReports, within } from './socket-fixtures'
+import { MiB, captureReports, fdsOpenOn, selfSignedCertificate, within } from './socket-fixtures'
 
 const MTIME = new Date('2024-01-02T03:04:05.678Z')
 
@@ -310,6 +311,11 @@ test('precompressed: the variant the client takes, with Content-Encoding, the or
     t.true(reply.body.equals(bytes), what)
   }
   t.true(zlib.brotliDecompressSync(br).equals(source) && zlib.gunzipSync(gz).equals(source))
+  t.deepEqual(
+    [files.js, files.br, files.gz, files.zst].flatMap((file) => fdsOpenOn(file)),
+    [],
+    'every file and variant opened was closed',
+  )
 })
 
 test('precompressed: Vary on 206, 304, HEAD, 412 and 416 too; ranges are of the variant; several ranges get the whole variant', async (t) => {
@@ -510,4 +516,113 @@ test('several ranges behind compression(): the multipart body goes through res.w
       ['text/plain; charset=utf-8', `bytes 130000-130012/${data.length}`, 'line of text\n'],
     ],
   )
+})
+
+test('several ranges over HTTPS: the part headers are encrypted with the ranges, in order', async (t) => {
+  const dir = tempDir(t)
+  const data = pattern(400_000, 8)
+  const file = write(dir, 'data.bin', data)
+  const { key, cert } = await selfSignedCertificate()
+  const server = https.createServer({ key, cert }, (req, res) => {
+    serveFile(req, res, file).catch(() => res.destroy())
+  })
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+  const port = (server.address() as net.AddressInfo).port
+  const reply = await within(
+    new Promise<Reply>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port, path: '/', headers: { Range: 'bytes=300000-399999,0-9' }, ca: cert, servername: 'localhost' }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      })
+      req.once('error', reject)
+    }),
+    10_000,
+    'https GET',
+  )
+  t.is(reply.status, 206)
+  t.is(reply.headers['content-length'], String(reply.body.length))
+  t.deepEqual(
+    multipartParts(reply).map((part) => [part.range, sha256(part.body)]),
+    [
+      [`bytes 300000-399999/${data.length}`, sha256(data.subarray(300_000, 400_000))],
+      [`bytes 0-9/${data.length}`, sha256(data.subarray(0, 10))],
+    ],
+  )
+})
+
+test('several ranges pipelined: responses sent at once come back in order, each multipart body whole between the others', async (t) => {
+  const dir = tempDir(t)
+  const data = pattern(300_000, 10)
+  const file = write(dir, 'data.bin', data)
+  const { port } = await serveWith(t, () => file)
+  const socket = net.connect(port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  const requestFor = (range: string, close = false) => `GET / HTTP/1.1\r\nHost: x\r\nRange: ${range}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`
+  const asked = ['bytes=0-99999,200000-299999', 'bytes=-1', 'bytes=5-9,100-104,250000-']
+  socket.write(asked.map((range, index) => requestFor(range, index === asked.length - 1)).join(''))
+  const received = await within(
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+      socket.once('end', () => resolve(Buffer.concat(chunks)))
+      socket.once('error', reject)
+    }),
+    10_000,
+    'three pipelined responses',
+  )
+  const replies: Reply[] = []
+  let at = 0
+  while (at < received.length) {
+    const headEnd = received.indexOf('\r\n\r\n', at)
+    const [statusLine, ...lines] = received.subarray(at, headEnd).toString('latin1').split('\r\n')
+    const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]))
+    const length = Number(headers['content-length'])
+    replies.push({ status: Number(statusLine.split(' ')[1]), headers, body: received.subarray(headEnd + 4, headEnd + 4 + length) })
+    at = headEnd + 4 + length
+  }
+  t.deepEqual(
+    replies.map((reply) => reply.status),
+    [206, 206, 206],
+  )
+  t.deepEqual(
+    multipartParts(replies[0]).map((part) => sha256(part.body)),
+    [sha256(data.subarray(0, 100_000)), sha256(data.subarray(200_000, 300_000))],
+  )
+  t.true(replies[1].body.equals(data.subarray(-1)))
+  t.deepEqual(
+    multipartParts(replies[2]).map((part) => part.body.toString('hex')),
+    [data.subarray(5, 10), data.subarray(100, 105), data.subarray(250_000)].map((bytes) => bytes.toString('hex')),
+  )
+})
+
+test('the new options are checked up front, with the codes Node gives', async (t) => {
+  const req = new http.IncomingMessage(new net.Socket())
+  const res = new http.ServerResponse(req)
+  const cases: Array<{ options: Record<string, unknown>; code: string }> = [
+    { options: { etag: 'maybe' }, code: 'ERR_INVALID_ARG_VALUE' },
+    { options: { etag: 1 }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { precompressed: 'br' }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { precompressed: ['deflate'] }, code: 'ERR_INVALID_ARG_VALUE' },
+    { options: { maxRanges: 0 }, code: 'ERR_OUT_OF_RANGE' },
+    { options: { maxRanges: 1.5 }, code: 'ERR_OUT_OF_RANGE' },
+    { options: { maxRanges: 1001 }, code: 'ERR_OUT_OF_RANGE' },
+    { options: { maxRanges: '2' }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { setHeaders: 'x' }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { download: 1 }, code: 'ERR_INVALID_ARG_TYPE' },
+    { options: { download: '' }, code: 'ERR_INVALID_ARG_VALUE' },
+    { options: { download: 'a\0b' }, code: 'ERR_INVALID_ARG_VALUE' },
+  ]
+  for (const { options, code } of cases) {
+    const error = await serveFile(req, res, '/nonexistent', options as ServeFileOptions).then(
+      () => undefined,
+      (failure: NodeJS.ErrnoException) => failure,
+    )
+    t.is(error?.code, code, JSON.stringify(options))
+  }
+  t.is(res.headersSent, false)
 })
