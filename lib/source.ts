@@ -3,6 +3,7 @@ import * as fs from 'node:fs'
 import * as util from 'node:util'
 
 import { type SystemError, errnoOf, systemError } from './errors.js'
+import { nativeBinding } from './native.js'
 import { type FileSource, type FixedRange, isFileHandle, pathOf } from './validate.js'
 
 export interface OpenedFile {
@@ -68,8 +69,20 @@ function openFlags({ noFollow = false, nonBlocking = false }: OpenPathOptions): 
  * threadpool costs a wake-up of the event loop per transfer.
  */
 export async function openPath(file: string, options: OpenPathOptions = {}): Promise<OpenedPath> {
+  if (nativeBinding !== null) {
+    // open + fstat in one threadpool job, the fstat off the event loop.
+    const opened = await nativeBinding.openPathAsync(file, options.noFollow === true, options.nonBlocking === true)
+    if (opened.errno !== undefined && opened.errno !== null) throw systemError(opened.errno, 'open', { path: file })
+    return adoptOpened(opened.fd as number, file, statsFromFields(opened.stat as number[]))
+  }
   // A raw fd, not a FileHandle: ours to close synchronously, with no handle left to close it again on GC.
   return describeOpened(await util.promisify(fs.open)(file, openFlags(options)), file)
+}
+
+/** An fd this package opened on `file` and fstat'ed: closed by the caller of this. */
+export function adoptOpened(fd: number, file: string, stats: fs.Stats): OpenedPath {
+  const close = () => fs.closeSync(fd)
+  return { fd, path: file, stats, close: async () => close(), closeSync: close }
 }
 
 /** Opens (a path) or adopts (an fd or FileHandle) the source and fstats it. */
@@ -96,9 +109,7 @@ function adoptSource(fd: number): OpenedFile {
 /** An fd this package opened on `file`: described, and closed by the caller of this. */
 function describeOpened(fd: number, file: string): OpenedPath {
   try {
-    const stats = fs.fstatSync(fd)
-    const close = () => fs.closeSync(fd)
-    return { fd, path: file, stats, close: async () => close(), closeSync: close }
+    return adoptOpened(fd, file, fs.fstatSync(fd))
   } catch (error) {
     fs.closeSync(fd)
     throw error

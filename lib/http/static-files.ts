@@ -10,7 +10,7 @@ import * as util from 'node:util'
 import type { SymlinkPolicy } from '../../binding.js'
 import { systemError } from '../errors.js'
 import { nativeBinding } from '../native.js'
-import { type OpenedPath, statsFromFields } from '../source.js'
+import { type OpenedPath, adoptOpened, statsFromFields } from '../source.js'
 import { closeQuietly, openForResponse, refusalFor } from './files.js'
 import type { StaticSettings } from './options.js'
 import type { Refusal } from './response.js'
@@ -185,8 +185,7 @@ export class StaticFiles {
       closeFd(fd)
       return { status: 404 }
     }
-    const close = () => fs.closeSync(fd)
-    return { file: { fd, path: file, stats, close: async () => close(), closeSync: close }, dotted: opened.dotted }
+    return { file: adoptOpened(fd, file, stats), dotted: opened.dotted }
   }
 
   /**

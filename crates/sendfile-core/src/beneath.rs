@@ -50,14 +50,21 @@ fn final_flags() -> OFlag {
   OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC
 }
 
-/// Opens `path` read-only (following symlinks unless `no_follow`) with the flags of every open
-/// here, and fstats it: what `open(2)` + `fstat(2)` cost, in one call for the binding.
-pub fn open_with_stat(path: &Path, no_follow: bool) -> Result<(OwnedFd, FileStat), Errno> {
-  let flags = if no_follow {
-    final_flags() | OFlag::O_NOFOLLOW
-  } else {
-    final_flags()
-  };
+/// Opens `path` read-only and close-on-exec (following symlinks unless `no_follow`; without
+/// waiting for a FIFO's writer if `non_blocking`, which then also makes its reads never wait),
+/// and fstats it: `open(2)` + `fstat(2)` in one call for the binding.
+pub fn open_with_stat(
+  path: &Path,
+  no_follow: bool,
+  non_blocking: bool,
+) -> Result<(OwnedFd, FileStat), Errno> {
+  let mut flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+  if no_follow {
+    flags |= OFlag::O_NOFOLLOW;
+  }
+  if non_blocking {
+    flags |= OFlag::O_NONBLOCK;
+  }
   let fd = nix::fcntl::open(path, flags, Mode::empty())?;
   let stat = fstat(&fd)?;
   Ok((fd, stat))

@@ -85,6 +85,7 @@ pub enum OpenJob {
   Path {
     path: PathBuf,
     no_follow: bool,
+    non_blocking: bool,
   },
   Beneath {
     root: std::result::Result<OwnedFd, Errno>,
@@ -100,7 +101,11 @@ impl Task for OpenJob {
 
   fn compute(&mut self) -> Result<OpenedFile> {
     Ok(match self {
-      OpenJob::Path { path, no_follow } => match open_with_stat(path, *no_follow) {
+      OpenJob::Path {
+        path,
+        no_follow,
+        non_blocking,
+      } => match open_with_stat(path, *no_follow, *non_blocking) {
         Ok((fd, stat)) => OpenedFile::opened(fd, &stat, false),
         Err(errno) => OpenedFile::failed(errno),
       },
@@ -128,13 +133,14 @@ impl Task for OpenJob {
   }
 }
 
-/// Opens `path` read-only and non-blocking (a FIFO opens without waiting for a writer) and
-/// fstats it, in one threadpool job.
+/// Opens `path` read-only (`O_NOFOLLOW` with `noFollow`; `O_NONBLOCK` with `nonBlocking`, so
+/// a FIFO opens without waiting for a writer) and fstats it, in one threadpool job.
 #[napi(js_name = "openPathAsync", ts_return_type = "Promise<OpenedFile>")]
-pub fn open_path_async(path: String, no_follow: bool) -> AsyncTask<OpenJob> {
+pub fn open_path_async(path: String, no_follow: bool, non_blocking: bool) -> AsyncTask<OpenJob> {
   AsyncTask::new(OpenJob::Path {
     path: PathBuf::from(path),
     no_follow,
+    non_blocking,
   })
 }
 
