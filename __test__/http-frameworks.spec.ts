@@ -109,26 +109,34 @@ test('Express 5: createStaticHandler as middleware under a mount point, misses t
 // ---------------------------------------------------------------------------------------------
 // Fastify 5.
 
-async function fastifyApp(t: ExecutionContext, build: (app: FastifyInstance) => void): Promise<number> {
-  const app = Fastify()
+/** Fastify's log lines, parsed: a warning or an error (level 40 and up) means it tried to answer a reply it had handed over. */
+type LogLine = { level: number; msg: string; res?: { statusCode?: number } }
+
+async function fastifyApp(t: ExecutionContext, build: (app: FastifyInstance) => void, logs: LogLine[] = []): Promise<number> {
+  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) } } })
   build(app)
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   return (app.server.address() as net.AddressInfo).port
 }
 
-test('Fastify 5: the plugin serves root under prefix zero-copy, hijacked, with its hooks still running', async (t) => {
+test('Fastify 5: the plugin serves root under prefix zero-copy through the raw response, its hooks and logging still running, no warning', async (t) => {
   const { root, files } = fixture(t)
   const seen: string[] = []
-  const port = await fastifyApp(t, (app) => {
-    app.addHook('onRequest', async (request) => {
-      seen.push(`onRequest ${request.url}`)
-    })
-    app.addHook('onResponse', async (request, reply) => {
-      seen.push(`onResponse ${request.url} ${reply.statusCode}`)
-    })
-    app.register(sendfile, { root, prefix: '/assets', maxAge: 600 })
-  })
+  const logs: LogLine[] = []
+  const port = await fastifyApp(
+    t,
+    (app) => {
+      app.addHook('onRequest', async (request) => {
+        seen.push(`onRequest ${request.url}`)
+      })
+      app.addHook('onResponse', async (request, reply) => {
+        seen.push(`onResponse ${request.url} ${reply.statusCode}`)
+      })
+      app.register(sendfile, { root, prefix: '/assets', maxAge: 600 })
+    },
+    logs,
+  )
   const reports = captureReports(t)
   const video = await request(port, '/assets/video.mp4')
   t.is(video.status, 200)
@@ -161,6 +169,12 @@ test('Fastify 5: the plugin serves root under prefix zero-copy, hijacked, with i
   t.true(seen.includes('onRequest /assets/video.mp4'))
   t.true(seen.includes('onResponse /assets/video.mp4 200'))
   t.true(seen.includes('onResponse /assets/video.mp4?x=1 206'))
+  t.deepEqual(
+    logs.filter((line) => line.level >= 40),
+    [],
+    'Fastify never tried to answer a hijacked reply',
+  )
+  t.true(logs.some((line) => line.msg === 'request completed' && line.res?.statusCode === 206))
 })
 
 test("Fastify 5: a miss goes to Fastify's not-found handler, an escape is refused, other routes are untouched", async (t) => {
