@@ -266,3 +266,49 @@ linuxTest('open-file cache: at most max fds, least recently used closed first, a
   t.is((await get(port, '/f1.txt', agent)).body, 'file 1', 'served after close(), without the cache')
   t.deepEqual(heldUnder(root), [], 'and nothing stays open')
 })
+
+test('precompressed variants beneath the root: chosen by Accept-Encoding, never through a symlink out of root', async (t) => {
+  const { root, outside } = tree(t)
+  fs.writeFileSync(path.join(root, 'app.js'), 'console.log("plain")\n')
+  fs.writeFileSync(path.join(root, 'app.js.br'), 'BROTLI BYTES')
+  fs.writeFileSync(path.join(root, 'lib.js'), 'plain lib\n')
+  fs.writeFileSync(path.join(outside, 'lib.js.gz'), 'GZIP FROM OUTSIDE')
+  fs.symlinkSync(path.join(outside, 'lib.js.gz'), path.join(root, 'lib.js.gz'))
+  const { port, agent, handler } = await serve(t, root, { precompressed: true })
+  const request = (target: string, encoding?: string) =>
+    new Promise<Reply>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: target, agent, headers: encoding === undefined ? {} : { 'Accept-Encoding': encoding } }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers }))
+      })
+      req.on('error', reject)
+    })
+  const br = await request('/app.js', 'gzip, br')
+  t.is(br.body, 'BROTLI BYTES')
+  t.is(br.headers['content-encoding'], 'br')
+  t.regex(br.headers['content-type'] ?? '', /javascript/)
+  t.is(br.headers.vary, 'Accept-Encoding')
+  const plain = await request('/app.js', 'gzip')
+  t.is(plain.body, 'console.log("plain")\n')
+  t.is(plain.headers['content-encoding'], undefined)
+  t.is(plain.headers.vary, 'Accept-Encoding', 'the file has a variant, so caches must key on Accept-Encoding')
+  const escaped = await request('/lib.js', 'gzip')
+  t.is(escaped.body, 'plain lib\n', 'a variant that leads out of root is not a variant')
+  t.is(escaped.headers['content-encoding'], undefined)
+  // Variant leases are released: only cache entries stay open, and close() closes them.
+  handler.close()
+  if (process.platform === 'linux') t.deepEqual(heldUnder(root), [])
+})
+
+test('a missing path is remembered for validMs, then looked for again', async (t) => {
+  const { root } = tree(t)
+  const validMs = 200
+  const { port, agent } = await serve(t, root, { extensions: ['html'], openFileCache: { validMs } })
+  t.is((await get(port, '/late', agent)).status, 404)
+  const created = performance.now()
+  fs.writeFileSync(path.join(root, 'late.html'), 'here now')
+  await tick(Math.max(0, validMs - (performance.now() - created)) + 20)
+  const reply = await get(port, '/late', agent)
+  t.is(`${reply.status} ${reply.body}`, '200 here now')
+})

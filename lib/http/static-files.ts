@@ -22,6 +22,8 @@ const ROOT_VALIDITY_MS = 1000
 /** A file (or directory) found beneath the root, held until {@link Lease.release}. */
 export interface Lease {
   file: OpenedPath
+  /** The path's segments below the root, as asked for. */
+  names: string[]
   /** A name on its real path below the root starts with a dot. */
   dotted: boolean
   /** Done with the fd: closed now, or when the cache lets go of it. */
@@ -40,6 +42,7 @@ interface RootDir {
 /** A cached open: an fd shared by every response that leased it, closed when the last lets go after eviction. */
 interface Entry {
   file: OpenedPath
+  names: string[]
   dotted: boolean
   at: number
   root: RootDir
@@ -56,6 +59,8 @@ export class StaticFiles {
   private current: RootDir | undefined
   private readonly entries = new Map<string, Entry>()
   private readonly pending = new Map<string, Promise<Entry | Refusal>>()
+  /** Paths found missing (404), with when and beneath which root: oldest first, at most `max`. */
+  private readonly misses = new Map<string, { at: number; root: RootDir }>()
   private warnedMissingRoot = false
   private closed = false
 
@@ -87,6 +92,10 @@ export class StaticFiles {
         this.entries.set(key, entry)
         return this.lease(entry)
       }
+      // A path found missing is not looked for again until validMs has passed, like nginx's
+      // open_file_cache_errors: extensions and precompressed variants look for absent files often.
+      const missing = this.misses.get(key)
+      if (missing !== undefined && performance.now() - missing.at < cache.validMs && missing.root === this.current) return { status: 404 }
       // One open per stale or missing path, shared by every request that waits for it.
       let opening = this.pending.get(key)
       if (opening === undefined) {
@@ -99,7 +108,7 @@ export class StaticFiles {
     }
     const fresh = await this.openFresh(names)
     if ('status' in fresh) return fresh
-    return { file: fresh.file, dotted: fresh.dotted, release: () => closeQuietly(fresh.file) }
+    return { file: fresh.file, names, dotted: fresh.dotted, release: () => closeQuietly(fresh.file) }
   }
 
   /** Closes every cached fd and the root's; later requests open their files each time. */
@@ -107,6 +116,7 @@ export class StaticFiles {
     this.closed = true
     for (const entry of this.entries.values()) this.evict(entry)
     this.entries.clear()
+    this.misses.clear()
     if (this.current !== undefined) retire(this.current)
     this.current = undefined
     this.root = undefined
@@ -117,6 +127,7 @@ export class StaticFiles {
     let released = false
     return {
       file: entry.file,
+      names: entry.names,
       dotted: entry.dotted,
       release: () => {
         if (released) return
@@ -139,10 +150,18 @@ export class StaticFiles {
     while (root?.closed) root = await this.currentRoot()
     if (root === null) return { status: 404 }
     const found = root.fd === undefined ? await openPortably(root.real, names) : await this.openNatively(root, names)
-    if ('status' in found) return found
-    const entry: Entry = { ...found, at: performance.now(), root, users: 0, evicted: false }
     const cache = this.settings.openFileCache
     const key = names.join('/')
+    if ('status' in found) {
+      if (found.status === 404 && cache !== false && !this.closed) {
+        this.misses.delete(key)
+        this.misses.set(key, { at: performance.now(), root })
+        if (this.misses.size > cache.max) this.misses.delete(this.misses.keys().next().value as string)
+      }
+      return found
+    }
+    this.misses.delete(key)
+    const entry: Entry = { ...found, names, at: performance.now(), root, users: 0, evicted: false }
     if (cache === false || this.closed || !found.file.stats.isFile()) {
       // Not shared: the one lease closes it.
       entry.evicted = true

@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events'
 
 import { invalidArgValue } from '../errors.js'
 import { validateString } from '../validate.js'
-import { respondWithFile } from './file-response.js'
+import { type FileContext, respondWithFile } from './file-response.js'
 import { type StaticHandler, type StaticOptions, staticSettings } from './options.js'
 import { type AnyRequest, type AnyResponse, type OutgoingResponse, PLAIN, type Refusal, isRefusal, refuse, writeHead } from './response.js'
 import { StaticFiles } from './static-files.js'
@@ -27,17 +27,25 @@ function miss(refusal: Refusal): Decision {
  * - GET and HEAD only: other methods get 405 with `Allow: GET, HEAD`.
  * - The URL path is percent-decoded once; a malformed encoding → 400; a NUL byte → 400.
  * - Nothing outside `root` is ever served: a `..` segment (however encoded, `/` or `\`) → 403;
- *   the target's real path (symlinks resolved) must lie inside root's real path, else 404;
- *   the resolved path is opened with `O_NOFOLLOW`, so a file swapped for a symlink meanwhile
- *   is not followed (a parent directory swapped between the two steps is not caught: that
- *   takes write access inside root, and Node has no `openat2(RESOLVE_BENEATH)`).
- * - Dotfiles (a path segment starting with `.`, in the URL or in the real path of the file
- *   relative to the real root, so a symlink to a dotfile counts): 404 by default, see `dotfiles`.
- * - A directory: `/dir` → 301 to `/dir/`; `/dir/` → its `index` file if there is one, else 404.
+ *   the path is opened beneath an fd of the root directory in one native call, with no
+ *   check-then-open window (Linux: `openat2(RESOLVE_BENEATH)`; elsewhere, and for paths with a
+ *   symlink, a walk that opens each directory with `O_NOFOLLOW` relative to the one before and
+ *   resolves symlinks itself). A directory swapped for a symlink while a request resolves leads
+ *   nowhere. Symlinks below root follow `symlinks` (default `'inside'`: only while they stay
+ *   inside root); a path that leads out → 404. Without the native module, the real path is
+ *   resolved and checked, then opened with `O_NOFOLLOW` (a swap between the two is not caught).
+ * - Dotfiles (a path segment starting with `.`, in the URL or on the path as resolved below the
+ *   root, so a symlink to a dotfile counts): 404 by default, see `dotfiles`.
+ * - A directory: `/dir` → 301 to `/dir/`; `/dir/` → the first of its `index` files that exists,
+ *   else 404. `/about` → `about.html` with `extensions: ['html']`, when `about` does not exist.
  *   Anything else that is not a regular file (a FIFO, a Unix socket, a device) → 404.
- * - `root` is resolved again at least once a second, so a symlinked root switched by an atomic
- *   redeploy (`current -> rel2`) serves the new release without a restart. A `root` that does
- *   not exist answers like a missing file, and emits one `ZeroCopyWarning`
+ * - Open files are cached (`openFileCache`, default 1000 entries, 1000 ms): a hot path costs no
+ *   open, fstat or close; a file replaced, deleted or changed is served as it now is at most
+ *   `validMs` after the change; `handler.close()` closes the cached fds. A small response whose
+ *   bytes are in the page cache is sent at once from the event loop, head and body together.
+ * - `root` is resolved again every `validMs` (1000 ms), so a symlinked root switched by an
+ *   atomic redeploy (`current -> rel2`) serves the new release without a restart. A `root` that
+ *   does not exist answers like a missing file, and emits one `ZeroCopyWarning`
  *   (`ZEROCOPY_STATIC_ROOT_MISSING`) per handler; it is served as soon as it exists.
  * - Misses (404) and other methods (405) call `next()` when there is a `next` and
  *   `fallthrough` is on; 400 and 403 are always answered here.
@@ -102,10 +110,31 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
       }
       // /file.txt/ names a directory that does not exist.
       if (target.wantsDirectory) return miss({ status: 404 })
-      await respondWithFile(req, res, found.file, settings)
+      await respondWithFile(req, res, found.file, settings, fileContext(req, res, found.names))
       return DONE
     } finally {
       found.release()
+    }
+  }
+
+  /**
+   * What respondWithFile needs beyond the fd: precompressed variants (`app.js.br`) are looked
+   * for beneath the root like any file, and only served when they may be (no dotfile on their
+   * resolved path, a regular file). What the hook returns is released when the response is done.
+   */
+  function fileContext(req: AnyRequest, res: AnyResponse, names: string[]): FileContext {
+    if (settings.precompressed.length === 0 || names.length === 0) return {}
+    const last = names.length - 1
+    return {
+      openVariant: async (suffix) => {
+        const found = await files.open([...names.slice(0, last), names[last] + suffix])
+        if (isRefusal(found)) return undefined
+        if (!found.file.stats.isFile() || (found.dotted && dotfiles !== 'allow')) {
+          found.release()
+          return undefined
+        }
+        return { ...found.file, close: async () => found.release(), closeSync: () => found.release() }
+      },
     }
   }
 
@@ -122,7 +151,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
         if (hidden !== undefined) return hidden
         // An index that is itself a directory is not an index file.
         if (!found.file.stats.isFile()) continue
-        await respondWithFile(req, res, found.file, settings)
+        await respondWithFile(req, res, found.file, settings, fileContext(req, res, found.names))
         return DONE
       } finally {
         found.release()
