@@ -149,7 +149,13 @@ export class StaticFiles {
     // Replaced meanwhile (its fd is closed, the number may be reused): the new one serves.
     while (root?.closed) root = await this.currentRoot()
     if (root === null) return { status: 404 }
-    const found = root.fd === undefined ? await openPortably(root.real, names) : await this.openNatively(root, names)
+    let found: Awaited<ReturnType<typeof openPortably>>
+    try {
+      found = root.fd === undefined ? await openPortably(root.real, names) : await this.openNatively(root, names)
+    } finally {
+      // After close(): the root's fd serves this request only.
+      if (this.closed && root !== this.current) retire(root)
+    }
     const cache = this.settings.openFileCache
     const key = names.join('/')
     if ('status' in found) {
@@ -214,6 +220,8 @@ export class StaticFiles {
    * old fd closes when nothing opens beneath it any more (the native call duplicates it).
    */
   private currentRoot(): Promise<RootDir | null> {
+    // After close() nothing stays open between requests: each resolves (and closes) its own.
+    if (this.closed) return this.resolveRoot()
     const now = performance.now()
     if (this.root !== undefined && now - this.rootAt < this.validMs) return this.root
     this.rootAt = now
@@ -235,7 +243,7 @@ export class StaticFiles {
       return null
     }
     const previous = this.current
-    if (previous !== undefined && previous.real === real) {
+    if (previous !== undefined && previous.real === real && !this.closed) {
       previous.at = performance.now()
       return previous
     }
@@ -251,12 +259,8 @@ export class StaticFiles {
       }
     }
     const root: RootDir = { real, fd, at: performance.now(), closed: false }
-    if (this.closed) {
-      // After close(): nothing may stay open, so this root serves through the portable opener.
-      if (fd !== undefined) closeFd(fd)
-      root.fd = undefined
-      return root
-    }
+    // After close(), the request that asked closes it.
+    if (this.closed) return root
     this.current = root
     if (previous !== undefined) retire(previous)
     return root
