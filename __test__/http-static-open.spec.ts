@@ -312,3 +312,27 @@ test('a missing path is remembered for validMs, then looked for again', async (t
   const reply = await get(port, '/late', agent)
   t.is(`${reply.status} ${reply.body}`, '200 here now')
 })
+
+test('setHeaders gets an fs.Stats of the file opened beneath the root, equal to what fs.statSync says', async (t) => {
+  const { root } = tree(t)
+  const file = path.join(root, 'dir', 'f.txt')
+  const seen: Array<{ path: string; stats: fs.Stats }> = []
+  const { port, agent } = await serve(t, root, {
+    setHeaders: (res, filePath, stats) => {
+      seen.push({ path: filePath, stats })
+      res.setHeader('X-Size', String(stats.size))
+    },
+  })
+  const reply = await get(port, '/dir/f.txt', agent)
+  t.is(reply.headers['x-size'], '6')
+  t.is(seen.length, 1)
+  const { stats } = seen[0]
+  const expected = fs.statSync(file)
+  t.true(stats instanceof fs.Stats)
+  t.true(stats.isFile())
+  t.false(stats.isDirectory())
+  for (const key of ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'size', 'blksize', 'blocks', 'mtimeMs', 'ctimeMs'] as const)
+    t.is(stats[key], expected[key], key)
+  t.is(stats.mtime.getTime(), expected.mtime.getTime())
+  t.is(seen[0].path, file)
+})

@@ -149,9 +149,10 @@ export function statsFromFields(fields: number[]): fs.Stats {
     mtimeMs,
     ctimeMs,
     birthtimeMs: 0,
-    atime: new Date(atimeMs),
-    mtime: new Date(mtimeMs),
-    ctime: new Date(ctimeMs),
+    // Rounded to the millisecond, as Node builds its Dates.
+    atime: new Date(Math.round(atimeMs)),
+    mtime: new Date(Math.round(mtimeMs)),
+    ctime: new Date(Math.round(ctimeMs)),
     birthtime: new Date(0),
   }
   // Own data properties on an fs.Stats: `new fs.Stats()` is deprecated, and Node versions differ
