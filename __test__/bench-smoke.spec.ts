@@ -31,12 +31,20 @@ function realResults(): Record<string, string> {
 
 test('the benchmark runs every scenario in smoke mode, verifies the bytes and writes only into bench/build', async (t) => {
   const before = realResults()
-  const { code, output } = await runScript(['bench/index.ts', '--smoke', '--no-nginx'])
+  const { code, output } = await runScript(['bench/index.ts', '--smoke'])
   t.is(code, 0, output)
   for (const scenario of ['bulk', 'concurrency', 'small-calls', 'copy', 'http']) t.true(output.includes(`scenario ${scenario}`), `${scenario} ran`)
   // Every target row names its baseline and says whether it was met.
   t.regex(output, /\| concurrency \| `sendFile\(socket, path\)` wall time, [^|]+ \| C epoll \+ non-blocking `sendfile`, one fd opened at startup/)
-  t.regex(output, /\| http \| `createStaticHandler` requests\/s, 16 KiB file/)
+  t.regex(output, /\| http \| `createStaticHandler` requests\/s, 16 KiB file[^|]+\| in-memory ceiling: `res\.end\(buffer\)`/)
+  t.regex(output, /\| http \| `createStaticHandler` server's event-loop delay p99 [^|]+ keep-alive connections/)
+  // Every HTTP server kind was measured, Bun and nginx when installed (else a note says why not:
+  // CI machines may lack them).
+  const http = fs.readFileSync(path.join(root, 'bench', 'build', 'smoke-RESULTS-http.md'), 'utf8')
+  for (const server of ['`createStaticHandler(root)`', '`serveFile(', 'in-memory ceiling: `res.end(buffer)`', '`pipeline(fs.createReadStream(', '`send(req, '])
+    t.true(http.includes(`| 16 KiB | ${server}`), `${server} was measured`)
+  t.regex(http, /\| 16 KiB \| Bun |Bun left out: /)
+  t.regex(http, /\| 16 KiB \| nginx |nginx left out: /)
   const written = [...output.matchAll(/\[bench\] wrote (\S+)/g)].map((match) => match[1])
   t.true(written.length >= 4, output)
   for (const file of written) t.true(file.startsWith(path.join('bench', 'build') + path.sep), `a smoke run wrote ${file}`)

@@ -4,7 +4,7 @@
  * bench/RESULTS.md (every target beside its baseline) and the README's performance section
  * (between its bench:start / bench:end markers). `npm run bench` is this after a build.
  *
- *   node --import tsx bench/index.ts [--smoke] [--runs N] [--only bulk,concurrency,small-calls,copy,http] [--no-diagnose] [--no-nginx]
+ *   node --import tsx bench/index.ts [--smoke] [--runs N] [--only bulk,concurrency,small-calls,copy,http] [--no-diagnose] [--no-nginx] [--no-bun]
  *
  * Only a full run (no --smoke, no --only) touches those files. Smoke runs write
  * bench/build/RESULTS-smoke*.md, partial runs bench/build/RESULTS-partial*.md (the same files,

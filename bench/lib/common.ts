@@ -30,9 +30,11 @@ export interface BenchOptions {
   diagnose: boolean
   /** Include nginx in the HTTP scenario when it is installed (`--no-nginx`: never). */
   nginx: boolean
+  /** Include Bun's server in the HTTP scenario when Bun is installed (`--no-bun`: never). */
+  bun: boolean
 }
 
-/** `--smoke`, `--runs N` (or BENCH_RUNS), `--only a,b`, `--no-diagnose`, `--no-nginx`. */
+/** `--smoke`, `--runs N` (or BENCH_RUNS), `--only a,b`, `--no-diagnose`, `--no-nginx`, `--no-bun`. */
 export function parseOptions(argv: string[] = process.argv.slice(2)): BenchOptions {
   const smoke = argv.includes('--smoke') || process.env.BENCH_SMOKE === '1'
   const runsIndex = argv.indexOf('--runs')
@@ -41,7 +43,7 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): BenchOptio
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${runsText}`)
   const onlyIndex = argv.indexOf('--only')
   const only = new Set(onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',').filter(Boolean) : [])
-  return { smoke, runs, only, diagnose: !smoke && !argv.includes('--no-diagnose'), nginx: !argv.includes('--no-nginx') }
+  return { smoke, runs, only, diagnose: !smoke && !argv.includes('--no-diagnose'), nginx: !argv.includes('--no-nginx'), bun: !argv.includes('--no-bun') }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,6 +362,20 @@ export class Child {
 
   get pid(): number {
     return this.process.pid ?? -1
+  }
+
+  /** Whether the child has exited (its stdout read to the end). */
+  get hasExited(): boolean {
+    return this.exitCode !== undefined
+  }
+
+  /**
+   * Kills the child after `ms`, for children that run until told to stop (servers): their
+   * deadline when the bench forgets them. Unref'd, so it never keeps the bench alive.
+   */
+  killAfter(ms: number): this {
+    setTimeout(() => this.kill(), ms).unref()
+    return this
   }
 
   private onStdout(text: string): void {
