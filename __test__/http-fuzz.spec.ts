@@ -389,13 +389,18 @@ test('fuzzed requests and options to createStaticHandler: documented statuses an
       nextErrors.length = 0
       const aborted = abortedSignalIn(options)
       const allowsDotfiles = (options as { dotfiles?: unknown } | undefined)?.dotfiles === 'allow'
-      for (const fuzzed of requests) {
-        const { status, received } = await exchange(server.port, fuzzed)
-        statuses[status] = (statuses[status] ?? 0) + 1
-        const what = `${fuzzed.method} ${JSON.stringify(fuzzed.target)} → ${status}`
-        if (!(STATIC_STATUSES.has(status) || (aborted && status === 500))) t.fail(`undocumented status: ${what}`)
-        if (received.includes(outsideSecret)) t.fail(`a byte from outside root: ${what}`)
-        if (!allowsDotfiles && received.includes(dotSecret)) t.fail(`a dotfile served: ${what}`)
+      try {
+        for (const fuzzed of requests) {
+          const { status, received } = await exchange(server.port, fuzzed)
+          statuses[status] = (statuses[status] ?? 0) + 1
+          const what = `${fuzzed.method} ${JSON.stringify(fuzzed.target)} → ${status}`
+          if (!(STATIC_STATUSES.has(status) || (aborted && status === 500))) t.fail(`undocumented status: ${what}`)
+          if (received.includes(outsideSecret)) t.fail(`a byte from outside root: ${what}`)
+          if (!allowsDotfiles && received.includes(dotSecret)) t.fail(`a dotfile served: ${what}`)
+        }
+      } finally {
+        // The handler keeps files open (its open-file cache) until it is closed.
+        handler.close()
       }
       for (const error of nextErrors) if (!(aborted && (error as Error).name === 'AbortError')) t.fail(`next(${String(error)})`)
     }),

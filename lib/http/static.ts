@@ -110,7 +110,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
       }
       // /file.txt/ names a directory that does not exist.
       if (target.wantsDirectory) return miss({ status: 404 })
-      await respondWithFile(req, res, found.file, settings, fileContext(req, res, found.names))
+      await respondWithFile(req, res, found.file, settings, fileContext(found.names))
       return DONE
     } finally {
       found.release()
@@ -122,7 +122,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
    * for beneath the root like any file, and only served when they may be (no dotfile on their
    * resolved path, a regular file). What the hook returns is released when the response is done.
    */
-  function fileContext(req: AnyRequest, res: AnyResponse, names: string[]): FileContext {
+  function fileContext(names: string[]): FileContext {
     if (settings.precompressed.length === 0 || names.length === 0) return {}
     const last = names.length - 1
     return {
@@ -151,7 +151,7 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
         if (hidden !== undefined) return hidden
         // An index that is itself a directory is not an index file.
         if (!found.file.stats.isFile()) continue
-        await respondWithFile(req, res, found.file, settings, fileContext(req, res, found.names))
+        await respondWithFile(req, res, found.file, settings, fileContext(found.names))
         return DONE
       } finally {
         found.release()
