@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava'
 import { type ChildProcess, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
-import * as net from 'node:net'
+import type * as net from 'node:net'
 import * as path from 'node:path'
 
 import { type StaticHandler, type StaticOptions, createStaticHandler } from '..'
