@@ -14,6 +14,11 @@ export interface SendFileJob {
   opened?: OpenedFile
   /** Bytes to send ahead of the file (an HTTP response's head): see {@link SendTarget.head}. */
   head?: Buffer
+  /**
+   * Set when the socket gate already sent part of this job at once (see {@link sendInline}): the
+   * report it started, and the body bytes that went then (`range` and `head` are what is left).
+   */
+  continued?: { report: TransferReport; bytes: number }
   range: FixedRange
   signal?: AbortSignal
   onProgress?: (bytesSent: number, total: number) => void
@@ -78,15 +83,14 @@ export async function sendChoosingPath(job: SendFileJob, file: OpenedFile, targe
     report.method = 'sendfile'
     // A socket whose turn it is: a small cached range goes out now, from here (the binding
     // decides what is small and cached); what does not fit continues on the async driver.
+    const before = job.continued?.bytes ?? 0
     let sentNow = 0
-    if (socket !== undefined && total > 0) {
-      const now = native.sendNowSync({ outFd: target.fd, inFd: file.fd, head, offset: job.range.offset, count: total })
-      if (!now.skipped) {
-        head = head?.subarray(now.head)
-        sentNow = report.inlineBytes = now.body
-        reason = refusalReason(now, 'sendfile')
-        if (reason === undefined && now.errno !== undefined && now.errno !== null)
-          throw systemError(now.errno, 'sendfile', { path: file.path, bytesSent: sentNow })
+    if (socket !== undefined && total > 0 && job.continued === undefined) {
+      const now = sendInline(native, target.fd, file, job.range.offset, total, head, report)
+      if (now !== undefined) {
+        head = now.head
+        sentNow = now.bytes
+        reason = now.refusedBecause
         if (sentNow > 0) hooks.onMoved?.()
         if (reason === undefined && sentNow === total) {
           job.onProgress?.(total, total)
@@ -106,7 +110,7 @@ export async function sendChoosingPath(job: SendFileJob, file: OpenedFile, targe
         count: total > 0 ? total - sentNow : nativeCount(total, job.range),
       }
       const result = await run.run((control, onProgress) => native.sendfileAsync(request, control, onProgress), 'sendfile', { path: file.path }, true)
-      if (result.refusedBecause === undefined) return (report.bytes = sentNow + result.bytes)
+      if (result.refusedBecause === undefined) return (report.bytes = before + sentNow + result.bytes)
       reason = result.refusedBecause
     }
   }
@@ -118,4 +122,36 @@ export async function sendChoosingPath(job: SendFileJob, file: OpenedFile, targe
   }
   report.method = 'stream'
   return (report.bytes = await target.streamFallback(hooks))
+}
+
+/** What {@link sendInline} sent: the body bytes, what is left of the head, or why the kernel refused. */
+export interface SentInline {
+  bytes: number
+  head: Buffer | undefined
+  refusedBecause?: string
+}
+
+/**
+ * Sends `head` and then `total` bytes of `file` from `offset` to the non-blocking socket `fd`
+ * at once, from the event loop, as far as the socket takes them without waiting, when the range
+ * is small and in the page cache (the binding decides both; undefined when it did not try).
+ * Records the bytes in `report.inlineBytes`; a failure throws in Node's shape.
+ */
+export function sendInline(
+  native: NonNullable<typeof nativeBinding>,
+  fd: number,
+  file: OpenedFile,
+  offset: number,
+  total: number,
+  head: Buffer | undefined,
+  report: TransferReport,
+): SentInline | undefined {
+  const now = native.sendNowSync({ outFd: fd, inFd: file.fd, head, offset, count: total })
+  if (now.skipped) return undefined
+  report.method = 'sendfile'
+  report.inlineBytes = now.body
+  const refusedBecause = refusalReason(now, 'sendfile')
+  if (refusedBecause === undefined && now.errno !== undefined && now.errno !== null)
+    throw systemError(now.errno, 'sendfile', { path: file.path, bytesSent: now.body })
+  return { bytes: now.body, head: head?.subarray(now.head), refusedBecause }
 }

@@ -6,9 +6,10 @@ import { onAbort } from './abort.js'
 import { type SystemError, abortError, codedError, invalidArgType } from './errors.js'
 import { type WriteCallback, type WriteFn, type WritevFn, flushHeldHeader, handleFd, socketInternals } from './node-internals.js'
 import { newReport, reporting } from './report.js'
-import { type OpenedFile, openSource } from './source.js'
+import { nativeBinding } from './native.js'
+import { type OpenedFile, openSource, rangeTotal, whyNotSendable } from './source.js'
 import { streamRange, untilAborted } from './stream-fallback.js'
-import { type SendFileJob, sendChoosingPath } from './send-path.js'
+import { type SendFileJob, type SentInline, sendChoosingPath, sendInline } from './send-path.js'
 
 /**
  * The kernel file descriptor behind a connected `net.Socket` (TCP or Unix), or -1 when it has
@@ -148,7 +149,11 @@ export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<
   if (socket.destroyed) throw streamDestroyed()
   if (socket.writableEnded) throw codedError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'sendFile after the socket was ended')
   flushHeldHeader(socket)
+  const now = sendAtOnce(socket, job)
+  if (now !== undefined) return now
   const writers = gate(socket)
+  const queued = (sendsQueued.get(socket) ?? 0) + 1
+  sendsQueued.set(socket, queued)
   return new Promise<number>((resolve, reject) => {
     const marker = Buffer.alloc(0)
     let state: 'queued' | 'running' | 'abandoned' = 'queued'
@@ -173,11 +178,56 @@ export function sendFileToSocket(socket: net.Socket, job: SendFileJob): Promise<
       queuedSends.delete(marker)
       reject(error)
     })
+  }).finally(() => {
+    const left = (sendsQueued.get(socket) ?? 1) - 1
+    if (left === 0) sendsQueued.delete(socket)
+    else sendsQueued.set(socket, left)
   })
 }
 
-function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWriters): Promise<number> {
+/** Per socket, the sendFile calls queued or running on its write gate. */
+const sendsQueued = new WeakMap<net.Socket, number>()
+
+/**
+ * The fast way for a file the caller already opened (the HTTP layer's): when nothing is queued
+ * on the socket (no write waiting, no sendFile queued or running), nothing can come before this
+ * send or between its syscalls, so a small cached range goes out from here at once, without a
+ * write through the gate. Settles the call when all of it went; otherwise `job` is left with
+ * what remains (and the report it started), for the gate. Undefined: the gate takes it all.
+ */
+function sendAtOnce(socket: net.Socket, job: SendFileJob): Promise<number> | undefined {
+  const file = job.opened
+  const native = nativeBinding
+  if (file === undefined || native === null || job.onProgress !== undefined || sendsQueued.has(socket)) return undefined
+  if (socket.connecting || socket.writableLength > 0 || socket.writableCorked > 0) return undefined
+  const fd = socketFd(socket)
+  const total = rangeTotal(file.stats, job.range)
+  if (fd < 0 || total <= 0 || whyNotSendable(file.stats) !== undefined) return undefined
   const report = newReport('sendFile', socket)
+  let sent: SentInline | undefined
+  try {
+    sent = sendInline(native, fd, file, job.range.offset, total, job.head, report)
+  } catch (error) {
+    return reporting(report, () => {
+      if (isConnectionLost(error)) socket.destroy()
+      throw error
+    })
+  }
+  if (sent === undefined) {
+    // Not in the page cache (or too large): the async driver sends it; no second look.
+    job.continued = { report, bytes: 0 }
+    return undefined
+  }
+  if (sent.refusedBecause === undefined && sent.bytes === total) return reporting(report, async () => (report.bytes = total))
+  // The socket is full (or the kernel refused): the rest waits its turn on the gate.
+  job.range = { offset: job.range.offset + sent.bytes, length: total - sent.bytes }
+  job.head = sent.head
+  job.continued = { report, bytes: sent.bytes }
+  return undefined
+}
+
+function runSocketSend(socket: net.Socket, job: SendFileJob, writers: SocketWriters): Promise<number> {
+  const report = job.continued?.report ?? newReport('sendFile', socket)
   return reporting(report, async () => {
     let file: OpenedFile | undefined
     // While the file goes out, a socket error (a reset seen by the reader, a failed write in the

@@ -5,15 +5,18 @@
  * `res.write`, or the HTTP/2 stream's own file response).
  */
 import { randomBytes } from 'node:crypto'
-import type * as http from 'node:http'
+import type * as fs from 'node:fs'
+import * as http from 'node:http'
 import * as http2 from 'node:http2'
+import * as net from 'node:net'
 import * as path from 'node:path'
+import * as tls from 'node:tls'
 import * as mime from 'mime-types'
 
 import { abortError } from '../errors.js'
 import type { OpenedPath } from '../source.js'
 import { type Announced, bodyGoesRaw, responseSocket, sendToSocket, writeThroughResponse } from './body.js'
-import { ifRangeHolds, preconditions, validatorsOf } from './conditionals.js'
+import { type Validators, ifRangeHolds, preconditions, validatorsOf } from './conditionals.js'
 import { type Encoding, VARIANT_SUFFIX, acceptableEncodings } from './encoding.js'
 import { closeQuietly } from './files.js'
 import { sendOverHttp2 } from './http2.js'
@@ -93,11 +96,12 @@ async function respondWith(
   const { stats } = file
   const size = stats.size
   const filePath = context.path ?? original.path
-  const validators = validatorsOf(stats, settings)
+  const described = describe(stats, settings)
+  const { validators } = described
   const cacheHeaders: Record<string, string> = {}
   if (hasVariants) cacheHeaders.Vary = varyOn(res.getHeader('Vary'), 'Accept-Encoding')
   if (validators.etag !== undefined) cacheHeaders.ETag = validators.etag
-  if (settings.lastModified) cacheHeaders['Last-Modified'] = stats.mtime.toUTCString()
+  if (described.lastModified !== undefined) cacheHeaders['Last-Modified'] = described.lastModified
   if (settings.cacheControl !== undefined) cacheHeaders['Cache-Control'] = settings.cacheControl
 
   const condition = preconditions(req.method, req.headers, validators)
@@ -127,8 +131,7 @@ async function respondWith(
   const headers: Headers = { 'Accept-Ranges': settings.acceptRanges ? 'bytes' : 'none', ...cacheHeaders }
   if (encoding !== undefined) headers['Content-Encoding'] = encoding
   if (context.disposition !== undefined) headers['Content-Disposition'] = context.disposition
-  const contentType =
-    settings.contentType ?? (res.hasHeader('Content-Type') ? undefined : mime.contentType(path.extname(filePath)) || 'application/octet-stream')
+  const contentType = settings.contentType ?? (res.hasHeader('Content-Type') ? undefined : typeOf(described, filePath))
   if (contentType !== undefined) headers['Content-Type'] = contentType
   let extra = settings.headers
   let body: FileBody
@@ -161,11 +164,66 @@ async function respondWith(
   const socket = await responseSocket(req as http.IncomingMessage, res)
   if (socket === null) return
   if (settings.signal?.aborted) throw abortError(settings.signal)
+  if (isPristine(res, socket)) {
+    // Nothing else has touched this response: the headers go to Node in one array, the fastest
+    // way it builds a head, and the bytes on the wire are exactly these.
+    const pairs: http.OutgoingHttpHeader[] = []
+    for (const name in allHeaders) pairs.push(name, allHeaders[name])
+    res.writeHead(status, pairs)
+    return sendToSocket(res, socket, file, body, settings.signal)
+  }
   // The Content-Encoding as set: from serveFile's headers, else one the caller set earlier.
   const announced: Announced = { length: String(body.length), encoding: headerIn(allHeaders, 'Content-Encoding') ?? res.getHeader('Content-Encoding') }
   writeHead(res, status, allHeaders)
   if (bodyGoesRaw(res, socket, announced)) return sendToSocket(res, socket, file, body, settings.signal)
   return writeThroughResponse(res, file, body, settings.signal)
+}
+
+/**
+ * A response no middleware has touched: Node's own `writeHead`, `write` and `end`, no header set
+ * yet (an Express app's `X-Powered-By` counts), a plain TCP or Unix socket. Its head is exactly
+ * what is passed to `writeHead`, and its body what goes on the socket.
+ */
+function isPristine(res: http.ServerResponse, socket: net.Socket): boolean {
+  const own = http.ServerResponse.prototype
+  return (
+    res.writeHead === own.writeHead &&
+    res.write === own.write &&
+    res.end === own.end &&
+    res.getHeaderNames().length === 0 &&
+    socket instanceof net.Socket &&
+    !(socket instanceof tls.TLSSocket)
+  )
+}
+
+/** What a file's stats give its headers, worked out once per stats object. */
+interface Described {
+  validators: Validators
+  lastModified: string | undefined
+  /** The last path asked for and its type: a cached file is always asked for by the same path. */
+  typed?: { path: string; type: string }
+}
+
+/** Per fs.Stats, per option set: an open-file cache hands the same stats to every request. */
+const descriptions = new WeakMap<object, WeakMap<FileSettings, Described>>()
+
+function describe(stats: fs.Stats, settings: FileSettings): Described {
+  let bySettings = descriptions.get(stats)
+  if (bySettings === undefined) {
+    bySettings = new WeakMap()
+    descriptions.set(stats, bySettings)
+  }
+  let described = bySettings.get(settings)
+  if (described === undefined) {
+    described = { validators: validatorsOf(stats, settings), lastModified: settings.lastModified ? stats.mtime.toUTCString() : undefined }
+    bySettings.set(settings, described)
+  }
+  return described
+}
+
+function typeOf(described: Described, filePath: string): string {
+  if (described.typed?.path !== filePath) described.typed = { path: filePath, type: mime.contentType(path.extname(filePath)) || 'application/octet-stream' }
+  return described.typed.type
 }
 
 /**
