@@ -10,6 +10,7 @@ import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
 import * as path from 'node:path'
+import * as zlib from 'node:zlib'
 import { promisify } from 'node:util'
 
 import { BIN, CliProcess, WAIT_MS, runCli } from './cli-process'
@@ -203,6 +204,32 @@ test('serve --cors --no-cache --dotfiles deny --quiet, and --max-age, set what t
   t.is(cachedEnd.code, 0)
   t.is(quietEnd.stdout.trim().split('\n').length, 1, `--quiet prints the URL only: ${quietEnd.stdout}`)
   t.regex(cachedEnd.stdout, /GET \/hello\.txt 200 6 B/)
+})
+
+test('serve --precompressed --ext html: a .br beside the file for clients that take it, and /about for about.html', async (t) => {
+  const dir = tempDir(t)
+  const script = Buffer.from('console.log("plain")\n')
+  const brotli = zlib.brotliCompressSync(script)
+  writeFixture(dir, 'app.js', script)
+  writeFixture(dir, 'app.js.br', brotli)
+  writeFixture(dir, 'about.html', Buffer.from('<h1>about</h1>\n'))
+  const { server, base } = await startServe(t, dir, ['--precompressed', '--ext', 'html', '--quiet'])
+  const compressed = await get(dir, `${base}app.js`, { 'Accept-Encoding': 'br' })
+  t.is(compressed.status, 200)
+  t.is(compressed.headers['content-encoding'], 'br')
+  t.is(compressed.headers.vary, 'Accept-Encoding')
+  t.deepEqual(compressed.body, brotli)
+  const plain = await get(dir, `${base}app.js`, { 'Accept-Encoding': 'identity' })
+  t.false('content-encoding' in plain.headers)
+  t.deepEqual(plain.body, script)
+  const about = await get(dir, `${base}about`)
+  t.is(about.status, 200)
+  t.is(about.body.toString(), '<h1>about</h1>\n')
+  server.child.kill('SIGINT')
+  t.is((await server.finished()).code, 0)
+  const bad = await runCli(['serve', dir, '--ext', 'html,,htm'])
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /^zerocopy serve: option '--ext' must be extensions separated by commas/)
 })
 
 test('serve on SIGTERM stops accepting, finishes the response in flight, and exits 0', async (t) => {

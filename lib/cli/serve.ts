@@ -17,7 +17,8 @@ const DOTFILES = ['allow', 'deny', 'ignore'] as const
 
 export const serveSpec: CommandSpec = {
   name: 'serve',
-  synopsis: '[dir] [--port 8080] [--host 127.0.0.1] [--max-age S] [--no-cache] [--dotfiles allow|deny|ignore] [--cors] [--quiet]',
+  synopsis:
+    '[dir] [--port 8080] [--host 127.0.0.1] [--max-age S] [--no-cache] [--dotfiles allow|deny|ignore] [--ext html,htm] [--precompressed] [--cors] [--quiet]',
   summary: 'serve a directory over HTTP',
   description: 'Serve a directory over HTTP with sendfile(2): ranges, conditional requests, index.html, no path outside it.',
   operands: ['[dir]'],
@@ -31,6 +32,15 @@ export const serveSpec: CommandSpec = {
       type: 'string',
       placeholder: 'POLICY',
       description: 'allow, deny (403) or ignore (404) files whose path has a segment starting with a dot (default ignore)',
+    },
+    ext: {
+      type: 'string',
+      placeholder: 'LIST',
+      description: 'extensions to try, comma-separated, for a path that names nothing (--ext html: /about serves about.html)',
+    },
+    precompressed: {
+      type: 'boolean',
+      description: 'send file.br, file.zst or file.gz beside a file to clients whose Accept-Encoding takes it',
     },
     cors: { type: 'boolean', description: 'send Access-Control-Allow-Origin: *' },
     quiet: { type: 'boolean', short: 'q', description: 'no access log' },
@@ -50,12 +60,14 @@ export async function serveCommand({ values, operands: [dirOperand] }: ParsedCom
   if (noCache && maxAge !== undefined) throw new UsageError("options '--no-cache' and '--max-age' contradict each other")
   const dotfiles = choiceOption(values, 'dotfiles', DOTFILES)
   const quiet = flag(values, 'quiet')
+  const extensions = extensionsOption(values)
+  const precompressed = flag(values, 'precompressed')
   await checkDirectory(root)
 
   const headers: Record<string, string> = {}
   if (noCache) headers['Cache-Control'] = 'no-cache'
   if (flag(values, 'cors')) headers['Access-Control-Allow-Origin'] = '*'
-  const handler = createStaticHandler(root, { maxAge, dotfiles, headers })
+  const handler = createStaticHandler(root, { maxAge, dotfiles, headers, extensions, precompressed })
 
   const reports = new BodyReports()
   const inFlight = new InFlight()
@@ -93,7 +105,18 @@ export async function serveCommand({ values, operands: [dirOperand] }: ParsedCom
     server.closeAllConnections()
     stops.dispose()
     reports.dispose()
+    handler.close()
   }
+}
+
+/** `--ext html,htm` as the handler takes it: names without their dot. */
+function extensionsOption(values: ParsedCommand['values']): string[] | undefined {
+  const text = stringOption(values, 'ext')
+  if (text === undefined) return undefined
+  const extensions = text.split(',').map((extension) => extension.trim().replace(/^\./, ''))
+  if (extensions.some((extension) => extension === '' || /[\\/\0]/.test(extension)))
+    throw new UsageError(`option '--ext' must be extensions separated by commas (html,htm), not '${text}'`)
+  return extensions
 }
 
 /** A missing root would serve 404s forever: refuse to start instead. */
