@@ -31,7 +31,7 @@ export function sendfileSync(outFd: number, inFd: number, offset?: number | null
   const from = validateOffset(offset)
   const length = validateCount(count)
   if (nativeBinding === null) return sendfileSyncWithoutNative(out, input, from, length)
-  return bytesOf(nativeBinding.sendfileSync({ outFd: out, inFd: input, offset: from, count: length }), 'sendfile')
+  return bytesOf(nativeBinding.sendfileSync(out, input, from, length), 'sendfile')
 }
 
 /**

@@ -101,8 +101,13 @@ export function refusalReason(outcome: Pick<Binding.Outcome, 'refusal' | 'errno'
   return undefined
 }
 
-/** The outcome of a synchronous native call: its bytes, or its error thrown in Node's shape. */
-export function bytesOf(outcome: Binding.Outcome, syscall: string, paths: { path?: string; dest?: string } = {}): number {
+/**
+ * The outcome of a synchronous native call: its bytes, or its error thrown in Node's shape. A
+ * number is the binding's shorthand for an outcome that is only its bytes (`sendfileSync`, the
+ * one call a loop makes per small chunk, answers so to spare building an object).
+ */
+export function bytesOf(outcome: Binding.Outcome | number, syscall: string, paths: { path?: string; dest?: string } = {}): number {
+  if (typeof outcome === 'number') return outcome
   if (outcome.errno !== undefined) throw systemError(outcome.errno, syscall, { ...paths, bytesSent: outcome.bytes })
   return outcome.bytes
 }

@@ -44,7 +44,9 @@ function makeCall(): (out: number, input: number, offset: number, count: number)
   }
   if (flavor === 'binding') {
     return (out, input, offset, count) => {
-      const outcome = binding.sendfileSync({ outFd: out, inFd: input, offset, count })
+      const outcome = binding.sendfileSync(out, input, offset, count)
+      // A number: the bytes, and nothing else to say (see lib/native.ts bytesOf).
+      if (typeof outcome === 'number') return outcome
       if (outcome.errno === undefined) return outcome.bytes
       if (outcome.errno === os.constants.errno.EAGAIN) return -1
       throw new Error(`sendfile failed with errno ${outcome.errno}`)
