@@ -505,3 +505,76 @@ test('sendfile rejects an aborted signal before doing anything, and bad options 
   t.like(await t.throwsAsync(sendfile(pipeWrite, fd, 0, undefined, { signal: 'soon' as unknown as AbortSignal })), { code: 'ERR_INVALID_ARG_TYPE' })
   t.like(await t.throwsAsync(sendfile(pipeWrite, fd, 0, undefined, 5 as unknown as object)), { code: 'ERR_INVALID_ARG_TYPE' })
 })
+
+test('small async transfers: one the socket takes settles with its bytes and leaves no duplicate open, one a full socket stalls waits and ends exact', async (t) => {
+  const dir = tempDir(t)
+  const small = pattern(16 * 1024, 5)
+  const smallFile = writeFixture(dir, 'small', small)
+  const smallFd = openForTest(t, smallFile)
+  const big = pattern(8 * MiB, 7)
+  const bigFd = openForTest(t, writeFixture(dir, 'big', big))
+  const { sender, receiver } = await tcpPair(t) // the receiver is paused: nothing reads
+  const out = socketFd(sender)
+
+  t.is(await sendfile(out, smallFd, 0, small.length), small.length)
+  t.is(fdsOpenOn(smallFile).length, 1, 'only the test fd: the transfer needed no duplicate')
+  // Fill the socket, then ask for a small range it cannot take now: it waits, then finishes.
+  let filled = 0
+  for (;;) {
+    try {
+      filled += sendfileSync(out, bigFd, filled, 0)
+    } catch (error) {
+      t.is((error as NodeJS.ErrnoException).code, 'EAGAIN')
+      break
+    }
+  }
+  t.true(filled < big.length, `the socket took ${filled} bytes before it was full`)
+  const rest = sendfile(out, smallFd, 0, small.length)
+  t.true(await isPending(rest), 'a small transfer into a full socket waits for the reader')
+  const received = collect(receiver)
+  t.is(await within(rest, 10_000, 'the small transfer'), small.length)
+  sender.end()
+  t.is(sha256(await received), sha256(Buffer.concat([small, big.subarray(0, filled), small])))
+})
+
+linuxTest('a worker thread that ends with a transfer pending or done exits cleanly, and the main thread goes on sending', async (t) => {
+  const dir = tempDir(t)
+  const file = sparseFile(dir, 'stall.bin', 64 * MiB)
+  const { Worker } = await import('node:worker_threads')
+  const worker = (code: string) =>
+    new Worker(
+      `const net = require('node:net'); const fs = require('node:fs'); const { parentPort } = require('node:worker_threads');
+       const { sendfile, socketFd } = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+       ${code}`,
+      { eval: true, workerData: null },
+    )
+  // Terminated while its transfer waits on a peer that never reads: the pending outcome is
+  // dropped with the worker's env, and nothing crashes.
+  const stalled = worker(`
+    const server = net.createServer({ pauseOnConnect: true }, () => {}).listen(0, '127.0.0.1', () => {
+      const socket = net.connect(server.address().port, '127.0.0.1', () => {
+        sendfile(socketFd(socket), fs.openSync(${JSON.stringify(file)}, 'r'), 0, 0).catch(() => {})
+        setTimeout(() => parentPort.postMessage('pending'), 100)
+      })
+    })`)
+  await within(new Promise((resolve) => stalled.once('message', resolve)), 10_000, 'the stalled worker')
+  t.is(await within(stalled.terminate(), 10_000, 'terminating the worker'), 1)
+  // A worker whose transfers are all done exits by itself: nothing of ours keeps its loop alive.
+  const done = worker(`
+    const server = net.createServer((peer) => peer.resume().on('end', () => server.close())).listen(0, '127.0.0.1', () => {
+      const socket = net.connect(server.address().port, '127.0.0.1', async () => {
+        const sent = await sendfile(socketFd(socket), fs.openSync(${JSON.stringify(file)}, 'r'), 0, 4 * 1024 * 1024)
+        parentPort.postMessage(sent)
+        socket.end()
+      })
+    })`)
+  const sent = within(new Promise((resolve) => done.once('message', resolve)), 10_000, 'the finishing worker')
+  const exitCode = within(new Promise((resolve) => done.once('exit', resolve)), 10_000, 'the finishing worker exiting')
+  t.is(await sent, 4 * MiB)
+  t.is(await exitCode, 0)
+  const { sender, receiver } = await tcpPair(t)
+  const received = collect(receiver)
+  t.is(await sendfile(socketFd(sender), openForTest(t, file), 0, MiB), MiB)
+  sender.end()
+  t.is((await received).length, MiB)
+})

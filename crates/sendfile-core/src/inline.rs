@@ -35,6 +35,16 @@ pub struct SentNow {
   pub refusal: Option<Refusal>,
 }
 
+/// Whether `count` bytes of `input` from `offset` may be sent from an event loop: at most
+/// [`INLINE_LIMIT`] of them, and all in the page cache now, so that no read waits for the disk.
+pub fn sendable_now(input: BorrowedFd<'_>, offset: u64, count: u64) -> bool {
+  count <= INLINE_LIMIT
+    && SCRATCH.with_borrow_mut(|scratch| {
+      scratch.resize(count as usize, 0);
+      platform::range_is_cached(input, offset, scratch)
+    })
+}
+
 /// Sends `head`, then `count` bytes of `input` from `offset`, to `out` (a non-blocking socket),
 /// without ever waiting: it stops at the first `EAGAIN`, and does nothing at all unless the
 /// whole range is in the page cache. The body ends short at end of file (a file that shrank).
@@ -45,17 +55,7 @@ pub fn send_now(
   offset: u64,
   count: u64,
 ) -> SentNow {
-  if count == 0 || count > INLINE_LIMIT {
-    return SentNow {
-      skipped: true,
-      ..SentNow::default()
-    };
-  }
-  let cached = SCRATCH.with_borrow_mut(|scratch| {
-    scratch.resize(count as usize, 0);
-    platform::range_is_cached(input, offset, scratch)
-  });
-  if !cached {
+  if count == 0 || !sendable_now(input, offset, count) {
     return SentNow {
       skipped: true,
       ..SentNow::default()

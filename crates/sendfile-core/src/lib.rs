@@ -13,7 +13,7 @@ mod platform;
 
 pub use beneath::{open_beneath, open_with_stat, Beneath, Symlinks};
 pub use copy::{open_for_copy, FileCopy, OpenedFiles};
-pub use inline::{send_now, SentNow, INLINE_LIMIT};
+pub use inline::{send_now, sendable_now, SentNow, INLINE_LIMIT};
 pub use interrupt::BlockedCall;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

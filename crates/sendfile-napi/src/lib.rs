@@ -1,6 +1,8 @@
 //! Node.js binding for `sendfile-core`: one request object per operation, one [`Outcome`] for
-//! every call (sync or async), the async driver on napi-rs's tokio runtime, and errors carried
-//! out as data (`errno`), because napi-rs cannot give an async rejection a custom `code`.
+//! every call (sync or async; `sendfileSync`, the per-chunk call of a send loop, is the one
+//! exception in form, see there), the async driver on napi-rs's tokio runtime with its promises
+//! and progress reports delivered through one queue per JS thread (`settle.rs`), and errors
+//! carried out as data (`errno`), because napi-rs cannot give an async rejection a custom `code`.
 //! `lib/errors.ts` turns them into Node-style errors; `lib/native.ts` decides what a refusal
 //! means (fall back or fail).
 
@@ -8,13 +10,13 @@
 
 pub mod inline;
 pub mod open;
+mod settle;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use sendfile_core::{
   open_for_copy, BlockedCall, Errno, FileCopy, Position, Refusal, Step, Stepwise, Transfer,
-  WaitStrategy,
+  WaitStrategy, INLINE_LIMIT,
 };
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -171,6 +173,11 @@ fn unsigned(value: i64) -> u64 {
 }
 
 impl SendRequest {
+  /// `(offset, count)` when the request names both.
+  fn range(&self) -> Option<(u64, u64)> {
+    Some((unsigned(self.offset?), unsigned(self.count?)))
+  }
+
   fn transfer(&self) -> Transfer {
     let position = self
       .offset
@@ -330,17 +337,14 @@ impl TransferControl {
   }
 }
 
-/// Cumulative bytes moved and the bytes the call will move in all (-1: not known here),
-/// reported to JS without waiting for it. Weak: a pending transfer's promise, not its progress
-/// callback, is what keeps the process alive.
-type ProgressCallback =
-  ThreadsafeFunction<FnArgs<(f64, f64)>, (), FnArgs<(f64, f64)>, Status, false, true>;
+/// A JS progress callback: `(bytesMoved, total)`, total -1 when the binding does not know it.
+type OnProgress<'env> = Function<'env, FnArgs<(f64, f64)>, ()>;
 
 struct Job<W: Stepwise> {
   input: OwnedFd,
   work: W,
   token: CancellationToken,
-  progress: Option<ProgressCallback>,
+  progress: Option<settle::Progress>,
   reported: u64,
   total: Option<u64>,
 }
@@ -355,11 +359,7 @@ impl<W: Stepwise> Job<W> {
     }
     self.reported = done;
     if let Some(progress) = &self.progress {
-      let total = self.total.map_or(-1.0, |total| total as f64);
-      progress.call(
-        (done as f64, total).into(),
-        ThreadsafeFunctionCallMode::NonBlocking,
-      );
+      progress.report(done as f64, self.total.map_or(-1.0, |total| total as f64));
     }
   }
 
@@ -383,23 +383,80 @@ impl<W: Stepwise> Job<W> {
   }
 }
 
-/// Duplicates both fds, so that the caller closing its numbers (and their reuse) can never
-/// redirect a byte, then runs the job on the tokio runtime: a non-blocking socket or pipe is
-/// awaited with `AsyncFd` between `EAGAIN`s, anything else runs on tokio's blocking pool.
+/// How a job starts: settled on the calling thread already, or on its way with the strategy
+/// that waits on its destination.
+enum Start {
+  Settled(Outcome),
+  Pending(WaitStrategy),
+}
+
+/// Runs `work` on the calling thread while it moves bytes without waiting, and says how it
+/// ended: `None` when the destination filled up first (the bytes that went out stay counted in
+/// `work`, which goes on from there). Only for a non-blocking destination and a range that
+/// [`sendfile_core::sendable_now`] allows (see [`start_job`]).
+fn run_now<W: Stepwise>(
+  work: &mut W,
+  out: BorrowedFd<'_>,
+  input: BorrowedFd<'_>,
+) -> Option<Outcome> {
+  loop {
+    match work.step(out, input, INLINE_LIMIT) {
+      Ok(Step::Sent(_)) | Err(Errno::EINTR) => continue,
+      Ok(Step::Finished) => return Some(Outcome::of(work, work.bytes_moved(), None)),
+      Ok(Step::WouldBlock) => return None,
+      Err(errno) => return Some(Outcome::of(work, work.bytes_moved(), Some(errno))),
+    }
+  }
+}
+
+/// Starts an async transfer.
+///
+/// `range` is the `(offset, count)` the transfer reads, when both are known. When it is small
+/// and in the page cache ([`sendfile_core::sendable_now`], the rule of the HTTP inline send)
+/// and the destination is a non-blocking socket or pipe, the transfer is tried on the calling
+/// thread first, as a `write(2)` of the same bytes would be, and one that finishes there settles
+/// its promise at once: no duplicated fds, no job on the runtime, no wake-up of the JS thread
+/// (issue #13: per 16 KiB transfer these cost more than the copy).
+///
+/// Anything else, and what a full destination left of a small one, duplicates both fds, so that
+/// the caller closing its numbers (and their reuse) can never redirect a byte, then runs the job
+/// on the tokio runtime: a non-blocking socket or pipe is awaited with `AsyncFd` between
+/// `EAGAIN`s, anything else runs on tokio's blocking pool.
 fn start_job<'env, W: Stepwise + Send + 'static>(
   env: &'env Env,
   out_fd: RawFd,
   in_fd: RawFd,
-  work: W,
+  mut work: W,
+  range: Option<(u64, u64)>,
   control: &TransferControl,
-  progress: Option<ProgressCallback>,
+  on_progress: Option<OnProgress<'env>>,
 ) -> Result<PromiseRaw<'env, Outcome>> {
+  let start = with_borrowed(out_fd, in_fd, |out, input| {
+    let strategy = sendfile_core::wait_strategy(out)?;
+    let now = strategy == WaitStrategy::Readiness
+      && range.is_some_and(|(offset, count)| sendfile_core::sendable_now(input, offset, count));
+    if now {
+      if let Some(outcome) = run_now(&mut work, out, input) {
+        return Ok(Start::Settled(outcome));
+      }
+    }
+    Ok(Start::Pending(strategy))
+  })
+  .and_then(|start| start);
+  let strategy = match start {
+    Ok(Start::Pending(strategy)) => strategy,
+    Ok(Start::Settled(outcome)) => return PromiseRaw::resolve(env, outcome),
+    Err(errno) => return PromiseRaw::resolve(env, Outcome::failed_before_start(errno)),
+  };
   // SAFETY: the numbers come from JS for this call; open ones are duplicated before it
   // returns, closed ones answer EBADF.
   let (out, input) = match unsafe { sendfile_core::duplicate_pair(out_fd, in_fd) } {
     Ok(fds) => fds,
-    Err(errno) => return env.spawn_future(async move { Ok(Outcome::failed_before_start(errno)) }),
+    Err(errno) => {
+      return PromiseRaw::resolve(env, Outcome::of(&work, work.bytes_moved(), Some(errno)))
+    }
   };
+  let (promise, pending, progress) = settle::promise(env, on_progress)?;
   let job = Job {
     input,
     work,
@@ -408,32 +465,33 @@ fn start_job<'env, W: Stepwise + Send + 'static>(
     reported: 0,
     total: None,
   };
-  match sendfile_core::wait_strategy(&out) {
-    Ok(WaitStrategy::Readiness) => env.spawn_future(async move { Ok(run_ready(out, job).await) }),
-    Ok(WaitStrategy::Blocking) => {
-      spawn_blocking_job(env, control, move |blocked| run_blocking(out, job, blocked))
+  match strategy {
+    WaitStrategy::Readiness => {
+      spawn(async move { pending.settle(run_ready(out, job).await) });
     }
-    Err(errno) => {
-      let outcome = job.finish(Some(errno));
-      env.spawn_future(async move { Ok(outcome) })
+    WaitStrategy::Blocking => {
+      spawn_blocking_job(control, pending, move |blocked| {
+        run_blocking(out, job, blocked)
+      });
     }
   }
+  Ok(promise)
 }
 
 /// Runs `work` straight on tokio's blocking pool, without a hop through an async worker
 /// first. The thread checks for a cancel before each chunk, and a cancel interrupts a step
 /// blocked on a full destination, so a cancelled transfer has stopped writing by the time its
 /// promise settles.
-fn spawn_blocking_job<'env>(
-  env: &'env Env,
+fn spawn_blocking_job(
   control: &TransferControl,
+  pending: settle::Pending,
   work: impl FnOnce(&BlockedCall) -> Outcome + Send + 'static,
-) -> Result<PromiseRaw<'env, Outcome>> {
+) {
   let token = control.token.clone();
   let blocked = Arc::new(BlockedCall::new());
   let worker_blocked = Arc::clone(&blocked);
   let mut blocking = spawn_blocking(move || work(&worker_blocked));
-  env.spawn_future(async move {
+  spawn(async move {
     let finished = tokio::select! {
       finished = &mut blocking => finished,
       _ = token.cancelled() => loop {
@@ -444,8 +502,8 @@ fn spawn_blocking_job<'env>(
         }
       },
     };
-    Ok(finished.unwrap_or_else(|_| Outcome::failed_before_start(Errno::EIO)))
-  })
+    pending.settle(finished.unwrap_or_else(|_| Outcome::failed_before_start(Errno::EIO)));
+  });
 }
 
 /// [`PathCopyRequest`] on tokio's blocking pool: open, copy and close in one job.
@@ -459,10 +517,11 @@ pub fn copy_path_async<'env>(
   request: PathCopyRequest,
   control: &TransferControl,
   #[napi(ts_arg_type = "((bytesCopied: number, total: number) => void) | undefined | null")]
-  on_progress: Option<ProgressCallback>,
+  on_progress: Option<OnProgress<'env>>,
 ) -> Result<PromiseRaw<'env, Outcome>> {
   let token = control.token.clone();
-  spawn_blocking_job(env, control, move |blocked| {
+  let (promise, pending, progress) = settle::promise(env, on_progress)?;
+  spawn_blocking_job(control, pending, move |blocked| {
     let (files, copy) = match request.open() {
       Ok(opened) => opened,
       Err(errno) => return Outcome::failed_before_start(errno),
@@ -471,12 +530,13 @@ pub fn copy_path_async<'env>(
       input: files.source,
       work: copy,
       token,
-      progress: on_progress,
+      progress,
       reported: 0,
       total: files.total,
     };
     run_blocking(files.destination, job, blocked)
-  })
+  });
+  Ok(promise)
 }
 
 /// Sends a whole range (or up to end of file) without blocking a libuv thread.
@@ -490,7 +550,7 @@ pub fn sendfile_async<'env>(
   request: SendRequest,
   control: &TransferControl,
   #[napi(ts_arg_type = "((bytesSent: number, total: number) => void) | undefined | null")]
-  on_progress: Option<ProgressCallback>,
+  on_progress: Option<OnProgress<'env>>,
 ) -> Result<PromiseRaw<'env, Outcome>> {
   let transfer = request.transfer();
   start_job(
@@ -498,6 +558,7 @@ pub fn sendfile_async<'env>(
     request.out_fd,
     request.in_fd,
     transfer,
+    request.range(),
     control,
     on_progress,
   )
@@ -514,7 +575,7 @@ pub fn copy_range_async<'env>(
   request: CopyRequest,
   control: &TransferControl,
   #[napi(ts_arg_type = "((bytesCopied: number, total: number) => void) | undefined | null")]
-  on_progress: Option<ProgressCallback>,
+  on_progress: Option<OnProgress<'env>>,
 ) -> Result<PromiseRaw<'env, Outcome>> {
   let copy = request.copy();
   start_job(
@@ -522,6 +583,7 @@ pub fn copy_range_async<'env>(
     request.destination_fd,
     request.source_fd,
     copy,
+    None,
     control,
     on_progress,
   )
