@@ -41,17 +41,20 @@ impl Channel {
   }
 }
 
-/// What the JS thread keeps of its channel: the function itself, and how many promises wait for
-/// it. The function keeps the event loop alive exactly while one does, like a pending fs call.
+/// What an env's JS thread keeps of its channel: the function itself, and how many promises
+/// wait for it. The function keeps the event loop alive exactly while one does, like a pending
+/// fs call.
 struct Local {
+  env: sys::napi_env,
   channel: Arc<Channel>,
-  function: sys::napi_threadsafe_function,
+  function: Cell<sys::napi_threadsafe_function>,
   pending: Cell<usize>,
 }
 
 thread_local! {
-  // One env per JS thread (the main thread, or a worker's): the thread names the env.
-  static LOCAL: RefCell<Option<Rc<Local>>> = const { RefCell::new(None) };
+  // The channels of the envs on this thread: one, but for a module registry that loads the
+  // addon again (a new env on the same thread). Each stays until Node finalizes its function.
+  static LOCALS: RefCell<Vec<Rc<Local>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A JS progress callback, held by a reference that only the JS thread creates, reads and
@@ -175,8 +178,8 @@ pub(crate) fn promise<'env>(
   // SAFETY: a plain napi call on the JS thread, with out-pointers to locals.
   check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
   if local.pending.get() == 0 {
-    // SAFETY: on the JS thread that owns the function, which is alive (it is in LOCAL).
-    check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), local.function) })?;
+    // SAFETY: on the JS thread that owns the function, which is alive (it is in LOCALS).
+    check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), local.function.get()) })?;
   }
   local.pending.set(local.pending.get() + 1);
   let progress = callback.map(|callback| Progress {
@@ -192,19 +195,31 @@ pub(crate) fn promise<'env>(
   Ok((PromiseRaw::new(env.raw(), promise), pending, progress))
 }
 
-/// This thread's channel, created on first use, unreferenced while nothing waits on it.
+/// The env's channel, created on first use, unreferenced while nothing waits on it.
 fn local(env: &Env) -> Result<Rc<Local>> {
-  if let Some(local) = LOCAL.with(|local| local.borrow().clone()) {
+  let found = LOCALS.with_borrow(|locals| {
+    locals
+      .iter()
+      .find(|local| local.env == env.raw())
+      .map(Rc::clone)
+  });
+  if let Some(local) = found {
     return Ok(local);
   }
-  let channel = Arc::new(Channel {
-    function: Mutex::new(None),
+  let local = Rc::new(Local {
+    env: env.raw(),
+    channel: Arc::new(Channel {
+      function: Mutex::new(None),
+    }),
+    function: Cell::new(ptr::null_mut()),
+    pending: Cell::new(0),
   });
   let name = env.create_string("zerocopy-sendfile")?;
-  let finalize_data = Arc::into_raw(Arc::clone(&channel)).cast_mut();
+  let finalize_data = Arc::into_raw(Arc::clone(&local.channel)).cast_mut();
   let mut function = ptr::null_mut();
-  // SAFETY: no JS function (N-API 5+: `deliver` does the work), an unbounded queue, and a
-  // finalizer that takes back the Arc handed over here.
+  // SAFETY: no JS function (N-API 5+: `deliver` does the work), an unbounded queue, a
+  // finalizer that takes back the Arc handed over here, and as context the Local, which LOCALS
+  // keeps until that finalizer runs (`deliver` reads it only before, with a non-null env).
   let status = unsafe {
     sys::napi_create_threadsafe_function(
       env.raw(),
@@ -215,7 +230,7 @@ fn local(env: &Env) -> Result<Rc<Local>> {
       1,
       finalize_data.cast(),
       Some(finalize),
-      ptr::null_mut(),
+      Rc::as_ptr(&local).cast_mut().cast(),
       Some(deliver),
       &mut function,
     )
@@ -225,15 +240,11 @@ fn local(env: &Env) -> Result<Rc<Local>> {
     drop(unsafe { Arc::from_raw(finalize_data) });
     check_status!(status)?;
   }
+  local.function.set(function);
+  *local.channel.function() = Some(RawFunction(function));
+  LOCALS.with_borrow_mut(|locals| locals.push(Rc::clone(&local)));
   // SAFETY: on the JS thread that created it.
   check_status!(unsafe { sys::napi_unref_threadsafe_function(env.raw(), function) })?;
-  *channel.function() = Some(RawFunction(function));
-  let local = Rc::new(Local {
-    channel,
-    function,
-    pending: Cell::new(0),
-  });
-  LOCAL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&local)));
   Ok(local)
 }
 
@@ -242,7 +253,7 @@ fn local(env: &Env) -> Result<Rc<Local>> {
 unsafe extern "C" fn deliver(
   env: sys::napi_env,
   _callback: sys::napi_value,
-  _context: *mut c_void,
+  context: *mut c_void,
   data: *mut c_void,
 ) {
   // SAFETY: every queued pointer is a Box<Delivery> from `Channel::send`, delivered once.
@@ -262,16 +273,15 @@ unsafe extern "C" fn deliver(
       outcome,
       callback,
     } => {
-      let _ = LOCAL.try_with(|local| {
-        if let Some(local) = local.borrow().as_ref() {
-          let pending = local.pending.get().saturating_sub(1);
-          local.pending.set(pending);
-          if pending == 0 {
-            // SAFETY: on the JS thread, which owns the function; alive while it delivers.
-            unsafe { sys::napi_unref_threadsafe_function(env, local.function) };
-          }
-        }
-      });
+      // SAFETY: with a non-null env the function is not finalized yet, so LOCALS still holds
+      // the Local that `context` points to.
+      let local = unsafe { &*context.cast_const().cast::<Local>() };
+      let pending = local.pending.get().saturating_sub(1);
+      local.pending.set(pending);
+      if pending == 0 {
+        // SAFETY: on the JS thread, which owns the function; alive while it delivers.
+        unsafe { sys::napi_unref_threadsafe_function(env, local.function.get()) };
+      }
       // SAFETY: on the JS thread, inside Node's handle scope; the deferred is settled and the
       // reference deleted exactly once, here, after every report of this call (one queue).
       unsafe {
@@ -320,5 +330,9 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mu
   // SAFETY: `data` is the Arc handed over in `local`, taken back once, here.
   let channel = unsafe { Arc::from_raw(data.cast_const().cast::<Channel>()) };
   *channel.function() = None;
-  let _ = LOCAL.try_with(|local| local.borrow_mut().take());
+  let _ = LOCALS.try_with(|locals| {
+    locals
+      .borrow_mut()
+      .retain(|local| !Arc::ptr_eq(&local.channel, &channel))
+  });
 }
