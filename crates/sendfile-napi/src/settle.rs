@@ -1,5 +1,5 @@
 //! Promises of the async calls, and their progress reports, delivered from the runtime's threads
-//! through one threadsafe function per JS thread.
+//! through one threadsafe function per env (one per JS thread, unless the addon is loaded twice).
 //!
 //! napi-rs's `spawn_future` creates a threadsafe function (a `uv_async_t`, an env cleanup hook
 //! and a few allocations) for every promise, as its `ThreadsafeFunction` does for every progress
