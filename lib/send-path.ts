@@ -146,7 +146,13 @@ export function sendInline(
   head: Buffer | undefined,
   report: TransferReport,
 ): SentInline | undefined {
-  const now = native.sendNowSync({ outFd: fd, inFd: file.fd, head, offset, count: total })
+  const now = native.sendNowSync(fd, file.fd, head, offset, total)
+  if (typeof now === 'number') {
+    // All of it: the head and every byte of the range.
+    report.method = 'sendfile'
+    report.inlineBytes = now
+    return { bytes: now, head: undefined }
+  }
   if (now.skipped) return undefined
   report.method = 'sendfile'
   report.inlineBytes = now.body

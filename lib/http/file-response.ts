@@ -55,7 +55,8 @@ interface Representation {
  * ranges, headers, then the body.
  */
 export async function respondWithFile(req: AnyRequest, res: AnyResponse, file: OpenedPath, settings: FileSettings, context: FileContext = {}): Promise<void> {
-  const chosen = await representation(req, file, settings, context)
+  // No variants to look for (the usual case): no await, so no extra turn of the microtask queue.
+  const chosen = settings.precompressed.length === 0 ? { file, encoding: undefined, hasVariants: false } : await representation(req, file, settings, context)
   try {
     await respondWith(req, res, file, chosen, settings, context)
   } finally {
@@ -161,7 +162,7 @@ async function respondWith(
     return
   }
   if (res instanceof http2.Http2ServerResponse) return sendOverHttp2(res, file, status, allHeaders, body, settings.signal)
-  const socket = await responseSocket(req as http.IncomingMessage, res)
+  const socket = res.socket ?? (await responseSocket(req as http.IncomingMessage, res))
   if (socket === null) return
   if (settings.signal?.aborted) throw abortError(settings.signal)
   if (isPristine(res, socket)) {

@@ -6,17 +6,6 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use sendfile_core::{borrow_raw_fd, send_now, Refusal};
 
-/// A head and a file range for a non-blocking socket.
-#[napi(object)]
-pub struct SendNowRequest {
-  pub out_fd: i32,
-  pub in_fd: i32,
-  /// Bytes that go before the body (a response's head), with `MSG_MORE`.
-  pub head: Option<Buffer>,
-  pub offset: i64,
-  pub count: i64,
-}
-
 /// How far a `sendNowSync` got. `skipped`: nothing was tried (not all cached, too large, or an
 /// OS that cannot tell); else `head` and `body` bytes went out, and `errno`/`refusal` say why
 /// it stopped short when the socket was not simply full.
@@ -29,33 +18,51 @@ pub struct SentNowOutcome {
   pub refusal: Option<RefusalKind>,
 }
 
-/// Sends the head and then the body range to a non-blocking socket without waiting, when the
-/// range is in the page cache; stops at the first `EAGAIN`.
-#[napi(js_name = "sendNowSync", catch_unwind)]
-pub fn send_now_sync(request: SendNowRequest) -> SentNowOutcome {
+/// Sends `head` and then `count` bytes of `inFd` from `offset` to the non-blocking socket
+/// `outFd` without waiting, when the range is in the page cache; stops at the first `EAGAIN`.
+///
+/// Plain arguments, and a plain number (the body bytes) when everything went, like
+/// `sendfileSync`: it runs once per small HTTP response, and reading an object's fields by name
+/// and building one cost as much as the syscalls (perf: `napi_get_named_property`,
+/// `napi_define_properties`). Anything short of complete answers a [`SentNowOutcome`].
+#[napi(
+  js_name = "sendNowSync",
+  ts_return_type = "number | SentNowOutcome",
+  catch_unwind
+)]
+pub fn send_now_sync(
+  out_fd: i32,
+  in_fd: i32,
+  head: Option<Buffer>,
+  offset: i64,
+  count: i64,
+) -> Either<i64, SentNowOutcome> {
   // SAFETY: both numbers are the caller's, open for this synchronous call.
-  let fds = unsafe { (borrow_raw_fd(request.out_fd), borrow_raw_fd(request.in_fd)) };
+  let fds = unsafe { (borrow_raw_fd(out_fd), borrow_raw_fd(in_fd)) };
   let (out, input) = match fds {
     (Ok(out), Ok(input)) => (out, input),
     (Err(errno), _) | (_, Err(errno)) => {
-      return SentNowOutcome {
+      return Either::B(SentNowOutcome {
         skipped: false,
         head: 0,
         body: 0,
         errno: Some(errno as i32),
         refusal: None,
-      }
+      })
     }
   };
-  let head: &[u8] = request.head.as_deref().unwrap_or(&[]);
-  let sent = send_now(
-    out,
-    head,
-    input,
-    u64::try_from(request.offset).unwrap_or(0),
-    u64::try_from(request.count).unwrap_or(0),
-  );
-  SentNowOutcome {
+  let head: &[u8] = head.as_deref().unwrap_or(&[]);
+  let count = u64::try_from(count).unwrap_or(0);
+  let sent = send_now(out, head, input, u64::try_from(offset).unwrap_or(0), count);
+  if !sent.skipped
+    && sent.head == head.len()
+    && sent.body == count
+    && sent.error.is_none()
+    && sent.refusal.is_none()
+  {
+    return Either::A(sent.body as i64);
+  }
+  Either::B(SentNowOutcome {
     skipped: sent.skipped,
     head: sent.head as i64,
     body: sent.body as i64,
@@ -64,5 +71,5 @@ pub fn send_now_sync(request: SendNowRequest) -> SentNowOutcome {
       Refusal::Unsupported(_) => RefusalKind::Unsupported,
       Refusal::SizeUnknown => RefusalKind::SizeUnknown,
     }),
-  }
+  })
 }
