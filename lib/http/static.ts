@@ -86,7 +86,9 @@ export function createStaticHandler(root: string, options?: StaticOptions): Stat
     if (isRefusal(target)) return refused(req, res, target)
     const asked = dotfileDecision(req, res, hasDotSegment(target.segments))
     if (asked !== undefined) return asked
-    let found = await files.open(target.relative)
+    const opening = files.open(target.relative)
+    // A hot file is there at once: no await, no turn of the microtask queue.
+    let found = opening instanceof Promise ? await opening : opening
     // `/about` → `about.html`: only for a path that names nothing, never for `/about/`.
     if (isRefusal(found) && found.status === 404 && !target.wantsDirectory && target.relative.length > 0) {
       const last = target.relative.length - 1
