@@ -60,8 +60,17 @@ let finished = 0
 
 function transferDone(sent: number): void {
   bytes += sent
+  settled++
   if (finished++ === 0) transferDelay.disable()
 }
+
+function transferFailed(): void {
+  errors++
+  settled++
+}
+
+/** Transfers that ended, well or not: the report waits for all of them, not only for the sockets. */
+let settled = 0
 const statLatencies: number[] = []
 let measuring = false
 let accepted = 0
@@ -126,7 +135,7 @@ function serve(socket: net.Socket): void {
           socket.end()
         },
         () => {
-          errors++
+          transferFailed()
           socket.destroy()
         },
       )
@@ -138,7 +147,7 @@ function serve(socket: net.Socket): void {
           socket.end()
         },
         () => {
-          errors++
+          transferFailed()
           socket.destroy()
         },
       )
@@ -146,7 +155,7 @@ function serve(socket: net.Socket): void {
     case 'pipeline-64k':
     case 'pipeline-1m':
       pipeline(fs.createReadStream(file, { highWaterMark: mode === 'pipeline-1m' ? 1024 * 1024 : 64 * 1024 }), socket, (error) => {
-        if (error) errors++
+        if (error) transferFailed()
         else transferDone(socket.bytesWritten)
       })
       return
@@ -156,7 +165,7 @@ function serve(socket: net.Socket): void {
           socket.end(content, () => transferDone(content.length))
         },
         () => {
-          errors++
+          transferFailed()
           socket.destroy()
         },
       )
@@ -169,6 +178,11 @@ function serve(socket: net.Socket): void {
     default:
       throw new Error(`unknown mode ${mode}`)
   }
+}
+
+function reportWhenSettled(deadline: number): void {
+  if (settled >= connections || performance.now() > deadline) report()
+  else setTimeout(() => reportWhenSettled(deadline), 1)
 }
 
 function report(): void {
@@ -228,9 +242,9 @@ const server = net.createServer((socket) => {
     errors++
   })
   socket.on('close', () => {
-    // After this turn: a pipeline's own 'close' listener, registered after this one, still has
-    // to count the last transfer's bytes.
-    if (++closed === connections) setImmediate(report)
+    // A pipeline's callback (or an end() callback) may come after its socket's 'close': the
+    // report waits, bounded, for every transfer to have counted its bytes.
+    if (++closed === connections) reportWhenSettled(performance.now() + 5000)
   })
   serve(socket)
 })
