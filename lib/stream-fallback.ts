@@ -95,7 +95,12 @@ export function pumpSync(fd: number, range: FixedRange, write: (chunk: Buffer, t
 /** `promise`, or a rejection as soon as `signal` aborts (with an AbortError, or the signal's reason when it is already an Error of ours). */
 export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, reason: (signal: AbortSignal) => unknown = abortError): Promise<T> {
   if (signal === undefined) return promise
-  if (signal.aborted) return Promise.reject(reason(signal))
+  if (signal.aborted) {
+    // Its outcome no longer matters, but a rejection nobody handles would crash the process
+    // (a write to a socket destroyed meanwhile fails with ERR_SOCKET_CLOSED).
+    promise.catch(() => {})
+    return Promise.reject(reason(signal))
+  }
   return new Promise<T>((resolve, reject) => {
     const stopListening = onAbort(signal, () => reject(reason(signal)))
     promise.then(resolve, reject).finally(stopListening)
