@@ -4,7 +4,7 @@
 use crate::RefusalKind;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use sendfile_core::{borrow_raw_fd, send_now, Refusal};
+use sendfile_core::{borrow_raw_fd, send_now};
 
 /// How far a `sendNowSync` got. `skipped`: nothing was tried (not all cached, too large, or an
 /// OS that cannot tell); else `head` and `body` bytes went out, and `errno`/`refusal` say why
@@ -67,9 +67,6 @@ pub fn send_now_sync(
     head: sent.head as i64,
     body: sent.body as i64,
     errno: sent.error.map(|errno| errno as i32),
-    refusal: sent.refusal.map(|refusal| match refusal {
-      Refusal::Unsupported(_) => RefusalKind::Unsupported,
-      Refusal::SizeUnknown => RefusalKind::SizeUnknown,
-    }),
+    refusal: sent.refusal.map(RefusalKind::from),
   })
 }

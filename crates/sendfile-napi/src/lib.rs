@@ -106,6 +106,15 @@ pub enum RefusalKind {
   SizeUnknown,
 }
 
+impl From<Refusal> for RefusalKind {
+  fn from(refusal: Refusal) -> Self {
+    match refusal {
+      Refusal::Unsupported(_) => RefusalKind::Unsupported,
+      Refusal::SizeUnknown => RefusalKind::SizeUnknown,
+    }
+  }
+}
+
 /// How any call ended. `errno` is absent on success; `ECANCELED` after `cancel()`. `refusal`
 /// is set when the kernel refused before any byte moved: the caller may try another way.
 #[napi(object)]
@@ -149,10 +158,7 @@ impl Outcome {
       bytes: bytes as i64,
       errno: error.map(|errno| errno as i32),
       method: method_of(work.method()),
-      refusal: work.refusal().map(|refusal| match refusal {
-        Refusal::Unsupported(_) => RefusalKind::Unsupported,
-        Refusal::SizeUnknown => RefusalKind::SizeUnknown,
-      }),
+      refusal: work.refusal().map(RefusalKind::from),
       total: None,
     }
   }
