@@ -18,40 +18,8 @@ import * as path from 'node:path'
 import sendfile from '@zerocopy/sendfile/fastify'
 import { createStaticHandler, serveFile } from '..'
 import { pattern, sha256, tempDir } from './helpers'
+import { listen, request } from './http-fixtures'
 import { MiB, captureReports, within } from './socket-fixtures'
-
-interface Reply {
-  status: number
-  headers: http.IncomingHttpHeaders
-  body: Buffer
-}
-
-/** One request with node:http, the body exactly as it came. */
-function request(port: number, target: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
-  const done = new Promise<Reply>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: target, method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.once('error', reject)
-    })
-    req.once('error', reject)
-    req.end()
-  })
-  return within(done, 10_000, `${method} ${target}`)
-}
-
-async function listen(t: ExecutionContext, server: http.Server | http2.Http2Server): Promise<number> {
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        if (server instanceof http.Server) server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  )
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
-  return (server.address() as net.AddressInfo).port
-}
 
 function fixture(t: ExecutionContext) {
   const root = tempDir(t)

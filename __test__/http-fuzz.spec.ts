@@ -14,6 +14,7 @@ import * as path from 'node:path'
 
 import { createStaticHandler, serveFile, type StaticHandler } from '..'
 import { pattern, tempDir } from './helpers'
+import { listen as listenOn } from './http-fixtures'
 import { eventually, fdsOpenOn, within } from './socket-fixtures'
 
 const unexpected: unknown[] = []
@@ -93,15 +94,7 @@ async function listen(t: ExecutionContext, handler: http.RequestListener): Promi
     open++
     socket.once('close', () => open--)
   })
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  )
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
-  return { port: (server.address() as net.AddressInfo).port, open: () => open }
+  return { port: await listenOn(t, server), open: () => open }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import * as zlib from 'node:zlib'
 
 import { type ServeFileOptions, serveFile } from '..'
 import { pattern, sha256, tempDir } from './helpers'
+import { type Reply, listen, request } from './http-fixtures'
 import { MiB, captureReports, eventually, fdsOpenOn, selfSignedCertificate, within } from './socket-fixtures'
 
 const MTIME = new Date('2024-01-02T03:04:05.678Z')
@@ -50,36 +51,7 @@ async function serveWith(
       else res.writeHead(500, { 'X-Error': String((error as Error).message).replace(/[^\x20-\x7e]/g, '?') }).end()
     })
   })
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  )
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
-  return { port: (server.address() as net.AddressInfo).port, server }
-}
-
-interface Reply {
-  status: number
-  headers: http.IncomingHttpHeaders
-  body: Buffer
-}
-
-/** One request with node:http: the body exactly as it came over the wire (never decompressed). */
-function request(port: number, target: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
-  const done = new Promise<Reply>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: target, method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.once('error', reject)
-    })
-    req.once('error', reject)
-    req.end()
-  })
-  return within(done, 10_000, `${method} ${target}`)
+  return { port: await listen(t, server), server }
 }
 
 /** The parts of a multipart/byteranges body, parsed strictly: anything out of shape throws. */

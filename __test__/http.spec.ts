@@ -20,6 +20,7 @@ import * as zlib from 'node:zlib'
 
 import { createStaticHandler, serveFile, transferChannel, type StaticOptions, type TransferReport } from '..'
 import { fdsSettle, openFdCount, pattern, sha256, tempDir, tick } from './helpers'
+import { listen } from './http-fixtures'
 import { eventually, fdsOpenOn, sparseFile, waitUntilStalled, within } from './socket-fixtures'
 
 const MiB = 1024 * 1024
@@ -81,19 +82,6 @@ test.after.always(() => fs.rmSync(base, { recursive: true, force: true }))
 
 // ---------------------------------------------------------------------------------------------
 // Servers and clients.
-
-/** A server on 127.0.0.1 for the test's lifetime; resolves with its port. */
-async function listen(t: ExecutionContext, server: http.Server | https.Server): Promise<number> {
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  )
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
-  return (server.address() as net.AddressInfo).port
-}
 
 function serve(t: ExecutionContext, handler: http.RequestListener): Promise<number> {
   return listen(t, http.createServer(handler))

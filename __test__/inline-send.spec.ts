@@ -7,11 +7,11 @@ import test, { type ExecutionContext } from 'ava'
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
-import type * as net from 'node:net'
 import * as path from 'node:path'
 
 import { type TransferReport, sendFile, serveFile, transferChannel } from '..'
 import { collectHash, linuxTest, pattern, sha256, tcpPair, tempDir, unixPair } from './helpers'
+import { type Reply, listen, request } from './http-fixtures'
 import { waitUntilStalled } from './socket-fixtures'
 
 /** Every report published while `body` runs. */
@@ -39,29 +39,17 @@ function residentBytes(file: string): number {
   return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file]).toString().trim())
 }
 
-async function httpServer(t: ExecutionContext, file: string): Promise<number> {
-  const server = http.createServer((req, res) => {
-    serveFile(req, res, file).catch(() => res.destroy())
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    server.closeAllConnections()
-    server.close()
-  })
-  return (server.address() as net.AddressInfo).port
+function httpServer(t: ExecutionContext, file: string): Promise<number> {
+  return listen(
+    t,
+    http.createServer((req, res) => {
+      serveFile(req, res, file).catch(() => res.destroy())
+    }),
+  )
 }
 
-function fetchBody(port: number): Promise<{ status: number; body: Buffer; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const request = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (chunk: Buffer) => chunks.push(chunk))
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks), headers: response.headers }))
-      response.on('error', reject)
-    })
-    request.setTimeout(10_000, () => request.destroy(new Error('timed out')))
-    request.on('error', reject)
-  })
+function fetchBody(port: number): Promise<Reply> {
+  return request(port, '/')
 }
 
 linuxTest.serial('a warm 16 KiB file: serveFile sends its head and body inline, and the client gets exact bytes', async (t) => {
