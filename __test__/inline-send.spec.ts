@@ -12,15 +12,20 @@ import * as path from 'node:path'
 import { type TransferReport, sendFile, serveFile, transferChannel } from '..'
 import { collectHash, linuxTest, pattern, sha256, tcpPair, tempDir, unixPair } from './helpers'
 import { type Reply, listen, request } from './http-fixtures'
-import { waitUntilStalled } from './socket-fixtures'
+import { eventually, waitUntilStalled } from './socket-fixtures'
 
-/** Every report published while `body` runs. */
+/**
+ * Every report published while `body` runs, and until its transfer's report came: a client can
+ * have every byte before the server's send settles and reports (bounded wait).
+ */
 async function reportsDuring<T>(body: () => Promise<T>): Promise<{ result: T; reports: TransferReport[] }> {
   const reports: TransferReport[] = []
   const listener = (report: TransferReport) => reports.push(report)
   transferChannel.subscribe(listener)
   try {
-    return { result: await body(), reports }
+    const result = await body()
+    await eventually(() => reports.length > 0, 10, 500)
+    return { result, reports }
   } finally {
     transferChannel.unsubscribe(listener)
   }

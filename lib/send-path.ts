@@ -85,7 +85,9 @@ export async function sendChoosingPath(job: SendFileJob, file: OpenedFile, targe
     // decides what is small and cached); what does not fit continues on the async driver.
     const before = job.continued?.bytes ?? 0
     let sentNow = 0
-    if (socket !== undefined && total > 0 && job.continued === undefined) {
+    // Tried at once here (or by the gate's fast path): the binding need not try again.
+    const triedNow = socket !== undefined && total > 0
+    if (triedNow && job.continued === undefined) {
       const now = sendInline(native, target.fd, file, job.range.offset, total, head, report)
       if (now !== undefined) {
         head = now.head
@@ -108,6 +110,7 @@ export async function sendChoosingPath(job: SendFileJob, file: OpenedFile, targe
         inFd: file.fd,
         offset: job.range.offset + sentNow,
         count: total > 0 ? total - sentNow : nativeCount(total, job.range),
+        tryNow: !triedNow,
       }
       const result = await run.run((control, onProgress) => native.sendfileAsync(request, control, onProgress), 'sendfile', { path: file.path }, true)
       if (result.refusedBecause === undefined) return (report.bytes = before + sentNow + result.bytes)

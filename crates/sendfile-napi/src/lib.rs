@@ -58,6 +58,10 @@ pub struct SendRequest {
   pub offset: Option<i64>,
   /// Bytes to send; absent: until end of file. Zero sends nothing.
   pub count: Option<i64>,
+  /// Whether a small cached range may first be tried on the calling thread (see `start_job`);
+  /// absent: yes. False when the caller has just tried that itself (the inline send of
+  /// `lib/send-path.ts`): a second probe would copy the range again and meet the same `EAGAIN`.
+  pub try_now: Option<bool>,
 }
 
 /// A copy between two regular files. Neither file position moves, unless
@@ -179,8 +183,11 @@ fn unsigned(value: i64) -> u64 {
 }
 
 impl SendRequest {
-  /// `(offset, count)` when the request names both.
-  fn range(&self) -> Option<(u64, u64)> {
+  /// The range `start_job` may try on the calling thread: known, and not just tried by the caller.
+  fn range_to_try_now(&self) -> Option<(u64, u64)> {
+    if self.try_now == Some(false) {
+      return None;
+    }
     Some((unsigned(self.offset?), unsigned(self.count?)))
   }
 
@@ -281,6 +288,7 @@ pub fn sendfile_sync(
     in_fd,
     offset,
     count,
+    try_now: None,
   };
   let mut transfer = request.transfer();
   with_borrowed(request.out_fd, request.in_fd, |out, input| {
@@ -564,7 +572,7 @@ pub fn sendfile_async<'env>(
     request.out_fd,
     request.in_fd,
     transfer,
-    request.range(),
+    request.range_to_try_now(),
     control,
     on_progress,
   )
